@@ -1,0 +1,298 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright: kernelnic.kni contributors
+"""A pool of ``rte_mbuf``-compatible packet buffers in the KNI arena.
+
+Each object is a 128-byte mbuf header followed by its data buffer, in one memzone "chunk" that never crosses a
+hugepage, so header and buffer share one VA-to-IOVA offset: that is what the kernel's ``pa2va`` and librte_kni's
+``va2pa`` assume (kni-abi.md §3.5). Mbufs are named by the virtual address of their header, which is what travels
+through the FIFOs (in "PA form" on rx_q/alloc_q, see ``to_pa_form``).
+
+Hot path: alloc and free are list slices/extends plus one set check per burst, with no per-mbuf struct work. That
+holds because of an invariant: a free mbuf always has ``data_off = headroom``, ``nb_segs = 1`` and ``next = 0``.
+Every packet write sets those fields, only the (rare) chain path changes them, and ``free_burst`` resets a chain's
+segments before they go back. The kernel writes only ``pkt_len``/``data_len`` (egress) and chain ``next`` pointers
+(ingress), so it cannot break the invariant. Chains are tracked on the Python side too, because the kernel may
+leave ``next`` in PA form when it drops a packet (kni-abi.md §3.2).
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence
+
+from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
+    CACHE_LINE_SIZE,
+    MBUF_DATA_OFF_OFFSET,
+    MBUF_HEAD,
+    MBUF_LENGTHS,
+    MBUF_NB_SEGS_OFFSET,
+    MBUF_NEXT_OFFSET,
+    MBUF_PACKET_FIELDS,
+    MBUF_PKT_LEN_OFFSET,
+    MBUF_PORT_NONE,
+    MBUF_SIZE,
+    IovaMode,
+    KniMbufError,
+)
+from ansible_collections.kernelnic.kni.plugins.module_utils._memory import Arena, Memzone
+
+DEFAULT_HEADROOM = 128  # RTE_PKTMBUF_HEADROOM
+DEFAULT_DATA_ROOM = 2048 + DEFAULT_HEADROOM  # RTE_MBUF_DEFAULT_DATAROOM + headroom, as DPDK pools are usually made
+
+
+class MbufHeader(NamedTuple):
+    """The rte_mbuf fields this library and the kernel use, as read from shared memory."""
+
+    buf_addr: int
+    buf_iova: int
+    data_off: int
+    refcnt: int
+    nb_segs: int
+    port: int
+    ol_flags: int
+    packet_type: int
+    pkt_len: int
+    data_len: int
+    buf_len: int
+    next: int
+
+
+class MbufPool:
+    """Fixed set of mbufs carved from an arena; not thread-safe (one pump thread owns it)."""
+
+    def __init__(
+        self,
+        arena: Arena,
+        name: str,
+        count: int,
+        data_room: int = DEFAULT_DATA_ROOM,
+        headroom: int = DEFAULT_HEADROOM,
+    ) -> None:
+        if count <= 0:
+            raise KniMbufError("mbuf pool", errno.EINVAL, f"pool {name!r}: count must be positive, not {count}")
+        if not 0 <= headroom < data_room <= 0xFFFF:
+            raise KniMbufError(
+                "mbuf pool", errno.EINVAL, f"pool {name!r}: need 0 <= headroom ({headroom}) < data_room ({data_room})"
+            )
+        self.arena = arena
+        self.name = name
+        self.count = count
+        self.headroom = headroom
+        self.data_room = data_room
+        self.object_size = -(-(MBUF_SIZE + data_room) // CACHE_LINE_SIZE) * CACHE_LINE_SIZE
+        per_chunk = arena.segment_size // self.object_size
+        if per_chunk == 0:
+            raise KniMbufError(
+                "mbuf pool", errno.EINVAL, f"pool {name!r}: a {self.object_size}-byte object exceeds a segment"
+            )
+        self._view = arena.view
+        self._base = arena.base_va
+        self._chunks: List[Memzone] = []
+        vas: List[int] = []
+        try:
+            for chunk_index in range(-(-count // per_chunk)):
+                objects = min(per_chunk, count - len(vas))
+                zone = arena.reserve(f"{name}_{chunk_index}", objects * self.object_size)
+                self._chunks.append(zone)
+                vas.extend(self._format_chunk(zone, objects))
+        except Exception:
+            self.close()
+            raise
+        self._owned = frozenset(vas)
+        self._free = vas[::-1]  # a stack: alloc pops from the end, so the lowest addresses go first
+        self._chains: Dict[int, List[int]] = {}
+        self._pa_form: Optional[Dict[int, int]] = None
+        self._va_of_pa_form: Optional[Dict[int, int]] = None
+        if arena.iova_mode == IovaMode.PA:
+            # va2pa(m) = m - (buf_addr - buf_iova): the header's IOVA, since header and buffer share one segment.
+            self._pa_form = {va: arena.iova(va) for va in vas}
+            self._va_of_pa_form = {pa: va for va, pa in self._pa_form.items()}
+
+    def _format_chunk(self, zone: Memzone, objects: int) -> List[int]:
+        vas = []
+        for index in range(objects):
+            offset = zone.offset + index * self.object_size
+            va = self._base + offset
+            buffer_va = va + MBUF_SIZE
+            MBUF_HEAD.pack_into(
+                self._view,
+                offset,
+                buffer_va,  # buf_addr
+                self.arena.iova(buffer_va),  # buf_iova
+                self.headroom,  # data_off
+                1,  # refcnt
+                1,  # nb_segs
+                MBUF_PORT_NONE,
+                0,  # ol_flags
+                0,  # packet_type
+                0,  # pkt_len
+                0,  # data_len
+                0,  # vlan_tci
+                b"",  # hash
+                0,  # vlan_tci_outer
+                self.data_room,  # buf_len
+                0,  # pool: meaningless outside DPDK, and the kernel ignores it
+                0,  # next
+            )
+            vas.append(va)
+        return vas
+
+    # --- accounting ----------------------------------------------------------------------------------------------
+
+    @property
+    def available(self) -> int:
+        return len(self._free)
+
+    @property
+    def in_use(self) -> int:
+        return self.count - len(self._free)
+
+    @property
+    def max_packet_size(self) -> int:
+        """Largest single-segment packet: what the device's ``mbuf_size`` should be."""
+        return self.data_room - self.headroom
+
+    def owns(self, va: int) -> bool:
+        return va in self._owned
+
+    # --- burst alloc / free (hot path) ------------------------------------------------------------------------------
+
+    def alloc_burst(self, count: int) -> List[int]:
+        """Up to ``count`` free mbufs (fewer when the pool runs low), each a clean single segment."""
+        if count <= 0:
+            return []
+        free = self._free
+        burst = free[-count:]
+        del free[-count:]
+        return burst
+
+    def free_burst(self, heads: Sequence[int]) -> None:
+        """Return packets (chain heads) to the pool, with all their segments."""
+        if not heads:
+            return
+        if not self._owned.issuperset(heads):
+            strangers = [hex(va) for va in heads if va not in self._owned][:4]
+            raise KniMbufError("mbuf free", errno.EFAULT, f"pool {self.name!r} does not own mbufs {strangers}")
+        chains = self._chains
+        if chains and not chains.keys().isdisjoint(heads):
+            for head in heads:
+                tail = chains.pop(head, None)
+                if tail is not None:
+                    self._reset_chain([head, *tail])
+                    self._free.extend(tail)
+        self._free.extend(heads)
+
+    def _reset_chain(self, segments: Iterable[int]) -> None:
+        for va in segments:
+            offset = va - self._base
+            self._view[offset + MBUF_NB_SEGS_OFFSET : offset + MBUF_NB_SEGS_OFFSET + 2] = b"\x01\x00"
+            self._view[offset + MBUF_NEXT_OFFSET : offset + MBUF_NEXT_OFFSET + 8] = bytes(8)
+
+    # --- address forms ---------------------------------------------------------------------------------------------
+
+    def to_pa_form(self, heads: Sequence[int]) -> List[int]:
+        """FIFO entries for rx_q/alloc_q: the PA form of each head, chain ``next`` pointers rewritten likewise."""
+        pa_form = self._pa_form
+        if pa_form is None:
+            return list(heads)  # IOVA=VA: the PA form is the virtual address itself
+        chains = self._chains
+        if chains and not chains.keys().isdisjoint(heads):
+            for head in heads:
+                tail = chains.get(head)
+                if tail is not None:
+                    self._link([head, *tail], [pa_form[va] for va in tail])
+        return list(map(pa_form.__getitem__, heads))
+
+    def from_pa_form(self, entries: Sequence[int]) -> List[int]:
+        """Virtual addresses for PA-form entries taken back from rx_q/alloc_q (release time)."""
+        if self._va_of_pa_form is None:
+            return list(entries)
+        return list(map(self._va_of_pa_form.__getitem__, entries))
+
+    # --- packet contents (per packet: a payload copy is unavoidable) ----------------------------------------------
+
+    def write_packet(self, va: int, payload: bytes, port: int = MBUF_PORT_NONE) -> None:
+        """Make ``va`` a one-segment packet holding ``payload`` at the headroom."""
+        length = len(payload)
+        if length > self.data_room - self.headroom:
+            raise KniMbufError(
+                "mbuf write", errno.EMSGSIZE, f"{length}-byte packet exceeds the {self.max_packet_size}-byte mbuf"
+            )
+        offset = va - self._base
+        MBUF_PACKET_FIELDS.pack_into(
+            self._view, offset + MBUF_DATA_OFF_OFFSET, self.headroom, 1, 1, port, 0, 0, length, length
+        )
+        data = offset + MBUF_SIZE + self.headroom
+        self._view[data : data + length] = payload
+
+    def write_packets(self, payloads: Sequence[bytes]) -> List[int]:
+        """Allocate and fill one mbuf per payload; returns fewer mbufs than payloads if the pool runs short."""
+        vas = self.alloc_burst(len(payloads))
+        for va, payload in zip(vas, payloads):
+            self.write_packet(va, payload)
+        return vas
+
+    def write_chain(self, payload: bytes, segment_size: Optional[int] = None) -> int:
+        """Spread ``payload`` over a chain of mbufs of at most ``segment_size`` bytes each; returns the head."""
+        limit = min(segment_size or self.max_packet_size, self.max_packet_size)
+        pieces = [payload[start : start + limit] for start in range(0, len(payload), limit)] or [b""]
+        if len(pieces) > 0xFFFF:
+            raise KniMbufError("mbuf chain", errno.EMSGSIZE, f"a {len(payload)}-byte payload needs too many segments")
+        segments = self.alloc_burst(len(pieces))
+        if len(segments) < len(pieces):
+            self._free.extend(segments)
+            raise KniMbufError("mbuf chain", errno.ENOBUFS, f"pool {self.name!r} has too few free mbufs")
+        for va, piece in zip(segments, pieces):
+            self.write_packet(va, piece)
+        if len(segments) > 1:
+            head = segments[0]
+            MBUF_LENGTHS.pack_into(self._view, head - self._base + MBUF_PKT_LEN_OFFSET, len(payload), len(pieces[0]))
+            self._view[head - self._base + MBUF_NB_SEGS_OFFSET : head - self._base + MBUF_NB_SEGS_OFFSET + 2] = len(
+                segments
+            ).to_bytes(2, "little")
+            self._link(segments, segments[1:])
+            self._chains[head] = segments[1:]
+        return segments[0]
+
+    def _link(self, segments: Sequence[int], next_values: Sequence[int]) -> None:
+        for va, next_value in zip(segments, next_values):
+            offset = va - self._base + MBUF_NEXT_OFFSET
+            self._view[offset : offset + 8] = next_value.to_bytes(8, "little")
+
+    def segments(self, head: int) -> List[int]:
+        """All segments of a packet, head first (from the Python-side chain record, not the shared ``next``)."""
+        return [head, *self._chains.get(head, ())]
+
+    def read_packet(self, va: int) -> bytes:
+        """The packet's bytes, concatenating ``data_len`` of every segment."""
+        parts = []
+        for segment in self.segments(va):
+            offset = segment - self._base
+            data_off = int.from_bytes(
+                self._view[offset + MBUF_DATA_OFF_OFFSET : offset + MBUF_DATA_OFF_OFFSET + 2], "little"
+            )
+            _, data_len = MBUF_LENGTHS.unpack_from(self._view, offset + MBUF_PKT_LEN_OFFSET)
+            start = offset + MBUF_SIZE + data_off
+            if data_off + data_len > self.data_room:
+                raise KniMbufError(
+                    "mbuf read", errno.EFAULT, f"mbuf 0x{segment:x}: data_off {data_off} + data_len {data_len} overflow"
+                )
+            parts.append(self._view[start : start + data_len].tobytes())
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def read_packets(self, vas: Sequence[int]) -> List[bytes]:
+        return [self.read_packet(va) for va in vas]
+
+    def read_header(self, va: int) -> MbufHeader:
+        """Decode one mbuf header (diagnostics and tests)."""
+        fields = MBUF_HEAD.unpack_from(self._view, va - self._base)
+        return MbufHeader(*fields[:10], fields[13], fields[15])
+
+    # --- teardown --------------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Give the pool's memzones back to the arena; every mbuf must be out of the kernel's hands."""
+        for zone in self._chunks:
+            self.arena.free(zone)
+        self._chunks = []
+        self._free = []
