@@ -7,6 +7,7 @@ symlink tree, kept in ``.collection-root/`` at the repository root.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -18,10 +19,8 @@ def _ensure_collection_path() -> None:
     link = os.path.join(COLLECTION_ROOT, "ansible_collections", "kernelnic", "kni")
     if not os.path.islink(link):
         os.makedirs(os.path.dirname(link), exist_ok=True)
-        try:
+        with contextlib.suppress(FileExistsError):  # another pytest process made it first
             os.symlink(REPO_ROOT, link)
-        except FileExistsError:
-            pass
     if COLLECTION_ROOT not in sys.path:
         sys.path.insert(0, COLLECTION_ROOT)
 

@@ -1,0 +1,51 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# The README's two commands: `make demo` (the main job) and `make test` (everything CI runs).
+# Both set up what they need on a Debian 12 host as root and skip what is already there.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+SANITY_ROOT := .cache/sanity/ansible_collections/kernelnic/kni
+export KNI_CACHE ?= /var/cache/kernelnic-kni
+
+.PHONY: demo test setup venv lint unit sanity ansible-lint kernel-tests clean
+
+demo: setup venv
+	$(VPY) -m tests.vmharness demo
+
+test: setup venv
+	$(MAKE) --no-print-directory lint unit sanity ansible-lint kernel-tests
+
+setup:
+	$(PYTHON) -m tests.vmharness setup
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements-dev.txt
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+lint:
+	$(VENV)/bin/ruff check .
+
+unit:
+	$(VPY) -m pytest tests/unit
+
+# ansible-test needs the collection under ansible_collections/<namespace>/<name>/: copy what git would ship.
+sanity:
+	rm -rf $(SANITY_ROOT) && mkdir -p $(SANITY_ROOT)
+	git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t $(SANITY_ROOT)
+	cd $(SANITY_ROOT) && git init -q && git add -A && \
+	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ansible-test sanity --venv --python 3.11 --color no
+
+ansible-lint:
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ansible-lint --profile production
+
+kernel-tests:
+	$(VPY) -m pytest -m kernel tests/kernel
+
+clean:
+	rm -rf .cache .collection-root

@@ -1,0 +1,23 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Tests in this folder run only inside a harness guest (see tests/kernel/guest_session.py)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if items and not os.path.isdir("/kni-results"):
+        raise pytest.UsageError("tests/guest runs only inside a test guest: use `pytest tests/kernel` on the host")
+
+
+@pytest.fixture
+def kernel_release() -> str:
+    return os.environ["KNI_KERNEL_RELEASE"]
+
+
+@pytest.fixture
+def test_modules_dir() -> str:
+    return os.environ["KNI_TEST_MODULES"]

@@ -1,0 +1,53 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Host side of the kernel tests: one guest boot per matrix kernel, shared by the tests that read it."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.kernel import guest_session
+from tests.vmharness import matrix
+
+
+def selected_kernels() -> list[str]:
+    """KNI_KERNELS=6.1,7.x narrows the matrix; the default is every kernel."""
+    wanted = os.environ.get("KNI_KERNELS", "")
+    names = [entry.name for entry in matrix.MATRIX]
+    if not wanted:
+        return names
+    chosen = [name.strip() for name in wanted.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(names))
+    if unknown:
+        raise pytest.UsageError(f"KNI_KERNELS names unknown kernels {unknown}; known: {names}")
+    return chosen
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "kernel_name" in metafunc.fixturenames:
+        metafunc.parametrize("kernel_name", selected_kernels())
+
+
+_SESSIONS: dict[str, guest_session.GuestSession] = {}
+
+
+@pytest.fixture
+def guest_run(kernel_name: str) -> guest_session.GuestSession:
+    """The in-guest session of this kernel, booted once and shared by every test that asks."""
+    if kernel_name not in _SESSIONS:
+        _SESSIONS[kernel_name] = guest_session.run(matrix.kernel(kernel_name))
+    return _SESSIONS[kernel_name]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _SESSIONS:
+        return
+    terminalreporter.section("kernel guests")
+    for name, session in _SESSIONS.items():
+        result = session.result
+        terminalreporter.write_line(
+            f"{name:8} {session.kernel.release:26} boot-to-command {result.boot_seconds:5.1f}s  "
+            f"total {result.total_seconds:6.1f}s  guest tests {session.tests}  "
+            f"failed {len(session.failures)}  skipped {len(session.skipped)}"
+        )

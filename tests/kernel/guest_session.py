@@ -1,0 +1,83 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Run the in-guest pytest session (tests/guest) once per matrix kernel and parse its results."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+
+from tests.vmharness import guest, kbuild, matrix
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Out-of-tree module trees built for every kernel before it boots (name -> source directory).
+TEST_MODULE_SOURCES = {
+    "kni_smoke": os.path.join(REPO_ROOT, "tests", "kernel", "modules", "kni_smoke"),
+}
+GUEST_TIMEOUT = float(os.environ.get("KNI_GUEST_TIMEOUT", "1200"))
+
+
+@dataclasses.dataclass
+class GuestSession:
+    kernel: matrix.Kernel
+    result: guest.GuestResult
+    tests: int
+    failures: list[str]
+    skipped: list[str]
+
+
+def build_test_modules(kernel: matrix.Kernel) -> str:
+    """Build every test module for ``kernel`` into a directory the guest can read."""
+    output = tempfile.mkdtemp(prefix=f"kni-modules-{kernel.name}-", dir="/var/tmp")
+    os.chmod(output, 0o755)
+    for source in TEST_MODULE_SOURCES.values():
+        kbuild.build_module(kernel, source, output)
+    return output
+
+
+def guest_script(kernel: matrix.Kernel, modules_dir: str, selection: list[str]) -> str:
+    env = {
+        "KNI_KERNEL_NAME": kernel.name,
+        "KNI_KERNEL_RELEASE": kernel.release,
+        "KNI_TEST_MODULES": modules_dir,
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    exports = " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items())
+    pytest_args = " ".join(shlex.quote(item) for item in selection)
+    return (
+        f"cd {shlex.quote(REPO_ROOT)}\n"
+        f"export {exports}\n"
+        f"{shlex.quote(sys.executable)} -m pytest -p no:cacheprovider -o addopts='' -rfEs -v "
+        f"--junitxml=/kni-results/junit.xml {pytest_args}\n"
+    )
+
+
+def parse_junit(path: str) -> tuple[int, list[str], list[str]]:
+    """(number of tests, failed or errored test ids, skipped test ids)."""
+    root = ET.parse(path).getroot()
+    tests, failures, skipped = 0, [], []
+    for case in root.iter("testcase"):
+        tests += 1
+        name = f"{case.get('classname')}::{case.get('name')}"
+        if case.find("failure") is not None or case.find("error") is not None:
+            failures.append(name)
+        if case.find("skipped") is not None:
+            skipped.append(name)
+    return tests, failures, skipped
+
+
+def run(kernel: matrix.Kernel, selection: list[str] | None = None) -> GuestSession:
+    modules_dir = build_test_modules(kernel)
+    script = guest_script(kernel, modules_dir, selection or ["tests/guest"])
+    os.environ.setdefault("KNI_KEEP_GUEST_RESULTS", "")
+    with guest.Guest(kernel, script) as vm:
+        result = vm.wait(timeout=GUEST_TIMEOUT)
+        junit = os.path.join(vm.results, "junit.xml")
+        if os.path.exists(junit):
+            tests, failures, skipped = parse_junit(junit)
+        else:
+            tests, failures, skipped = 0, ["<no junit report: the guest session did not run>"], []
+    return GuestSession(kernel, result, tests, failures, skipped)

@@ -1,0 +1,216 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Boot a matrix kernel under QEMU (TCG) over the host's root filesystem and run a command in it.
+
+The guest shares the host's ``/`` read-only over virtio-9p with a tmpfs overlay on top, and a
+writable 9p share (``/kni-results`` in the guest) through which the command, its output, its exit
+code and the guest's dmesg travel. Networking is off unless an SSH port is asked for, and then
+user-mode networking with ``restrict=on`` forwards only 127.0.0.1:PORT to the guest's sshd.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from typing import Optional
+
+from tests.vmharness import dmesg, initramfs, matrix
+
+GUEST_INIT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "guest_init.sh")
+QEMU = "qemu-system-x86_64"
+
+
+class GuestError(RuntimeError):
+    """The guest did not boot, died, or overran its time; the message carries the console's tail."""
+
+
+@dataclasses.dataclass
+class GuestResult:
+    kernel: str
+    exit_code: int
+    output: str
+    dmesg: str
+    console: str
+    boot_seconds: float  # host wall time from QEMU start to the command starting
+    total_seconds: float
+
+    def dmesg_problems(self) -> list[str]:
+        return dmesg.problems(self.dmesg)
+
+
+class Guest:
+    """One QEMU guest. Use as a context manager; ``wait()`` collects the result."""
+
+    def __init__(
+        self,
+        kernel: matrix.Kernel,
+        script: str,
+        memory_mb: int = 2048,
+        cpus: int = 2,
+        ssh_port: Optional[int] = None,
+        authorized_keys: Optional[str] = None,
+        extra_append: str = "",
+    ) -> None:
+        self.kernel = kernel
+        self.results = tempfile.mkdtemp(prefix=f"kni-guest-{kernel.name}-")
+        os.chmod(self.results, 0o755)
+        self._write("command.sh", script if script.endswith("\n") else script + "\n")
+        if ssh_port:
+            self._write("ssh_port", f"{ssh_port}\n")
+            self._write("authorized_keys", authorized_keys or "")
+        self.console_path = os.path.join(self.results, "console.log")
+        self.ssh_port = ssh_port
+        self.command = self._qemu_command(memory_mb, cpus, extra_append)
+        self.process: Optional[subprocess.Popen] = None
+        self.started_at = 0.0
+        self.boot_seconds: Optional[float] = None
+
+    def _write(self, name: str, text: str) -> None:
+        with open(os.path.join(self.results, name), "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+    def _qemu_command(self, memory_mb: int, cpus: int, extra_append: str) -> list[str]:
+        append = f"console=ttyS0 panic=-1 quiet kni.init={GUEST_INIT} {extra_append}".strip()
+        command = [
+            QEMU,
+            "-accel",
+            "tcg",
+            "-cpu",
+            "max",
+            "-m",
+            str(memory_mb),
+            "-smp",
+            str(cpus),
+            "-kernel",
+            self.kernel.vmlinuz,
+            "-initrd",
+            initramfs.build(self.kernel),
+            "-append",
+            append,
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            f"file:{self.console_path}",
+            "-no-reboot",
+            "-virtfs",
+            "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
+            "-virtfs",
+            f"local,path={self.results},mount_tag=results,security_model=none,multidevs=remap",
+        ]
+        if self.ssh_port:
+            command += [
+                "-netdev",
+                f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
+                "-device",
+                "virtio-net-pci,netdev=net0",
+            ]
+        else:
+            command += ["-nic", "none"]
+        return command
+
+    def start(self) -> Guest:
+        self.started_at = time.monotonic()
+        self.process = subprocess.Popen(  # lives as long as the guest
+            self.command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        return self
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.results, name)
+
+    def _read(self, name: str) -> str:
+        try:
+            with open(self._path(name), encoding="utf-8", errors="replace") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return ""
+
+    def console_tail(self, lines: int = 40) -> str:
+        return "\n".join(self._read("console.log").splitlines()[-lines:])
+
+    def wait_started(self, timeout: float = 120) -> float:
+        """Wait for the command to start; returns the boot-to-command time."""
+        deadline = self.started_at + timeout
+        while self.boot_seconds is None:
+            if os.path.exists(self._path("started")):
+                self.boot_seconds = time.monotonic() - self.started_at
+                break
+            self._check_alive("before the command started")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise GuestError(
+                    f"{self.kernel.name} ({self.kernel.release}) did not boot within {timeout:.0f}s; "
+                    f"console:\n{self.console_tail()}"
+                )
+            time.sleep(0.05)
+        return self.boot_seconds
+
+    def _check_alive(self, when: str) -> None:
+        assert self.process is not None
+        if self.process.poll() is not None and not os.path.exists(self._path("exit_code")):
+            stderr = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+            raise GuestError(
+                f"{self.kernel.name} ({self.kernel.release}) guest exited {when} "
+                f"(qemu status {self.process.returncode}) {stderr.strip()}\nconsole:\n{self.console_tail()}"
+            )
+
+    def wait(self, timeout: float = 600) -> GuestResult:
+        """Wait for the command to finish and the guest to power off."""
+        assert self.process is not None
+        self.wait_started(timeout=min(timeout, 180))
+        deadline = self.started_at + timeout
+        while not os.path.exists(self._path("exit_code")):
+            self._check_alive("while the command ran")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise GuestError(
+                    f"{self.kernel.name} ({self.kernel.release}): command overran {timeout:.0f}s; output tail:\n"
+                    + "\n".join(self._read("output.log").splitlines()[-40:])
+                    + f"\nconsole:\n{self.console_tail()}"
+                )
+            time.sleep(0.1)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        return GuestResult(
+            kernel=self.kernel.name,
+            exit_code=int(self._read("exit_code").strip() or "255"),
+            output=self._read("output.log"),
+            dmesg=self._read("dmesg.log"),
+            console=self._read("console.log"),
+            boot_seconds=self.boot_seconds or 0.0,
+            total_seconds=time.monotonic() - self.started_at,
+        )
+
+    def poweroff(self) -> None:
+        """Ask a long-running guest's command to end (it then dumps dmesg and powers off)."""
+        self._write("stop", "")
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> Guest:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+        if self.process and self.process.stderr:
+            self.process.stderr.close()
+        if not os.environ.get("KNI_KEEP_GUEST_RESULTS"):
+            shutil.rmtree(self.results, ignore_errors=True)
+
+
+def run_script(
+    kernel: matrix.Kernel, script: str, timeout: float = 600, ssh_port: Optional[int] = None, **kwargs: object
+) -> GuestResult:
+    """Boot ``kernel``, run the bash ``script`` as root in the guest, power off; returns the result."""
+    with Guest(kernel, script, ssh_port=ssh_port, **kwargs) as guest:  # type: ignore[arg-type]
+        return guest.wait(timeout=timeout)
