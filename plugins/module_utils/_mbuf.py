@@ -155,6 +155,9 @@ class MbufPool:
     def owns(self, va: int) -> bool:
         return va in self._owned
 
+    def owns_all(self, vas: Iterable[int]) -> bool:
+        return self._owned.issuperset(vas)
+
     # --- burst alloc / free (hot path) ------------------------------------------------------------------------------
 
     def alloc_burst(self, count: int) -> List[int]:
@@ -203,11 +206,17 @@ class MbufPool:
                     self._link([head, *tail], [pa_form[va] for va in tail])
         return list(map(pa_form.__getitem__, heads))
 
-    def from_pa_form(self, entries: Sequence[int]) -> List[int]:
-        """Virtual addresses for PA-form entries taken back from rx_q/alloc_q (release time)."""
+    def from_pa_form(self, entries: Sequence[int], strict: bool = True) -> List[int]:
+        """Virtual addresses for PA-form entries taken back from rx_q/alloc_q; unknown ones raise, or are dropped."""
         if self._va_of_pa_form is None:
-            return list(entries)
-        return list(map(self._va_of_pa_form.__getitem__, entries))
+            vas = list(entries)
+        else:
+            vas = [va for va in map(self._va_of_pa_form.get, entries) if va is not None]
+        if len(vas) == len(entries) and self._owned.issuperset(vas):
+            return vas
+        if strict:
+            raise KniMbufError("mbuf address", errno.EFAULT, f"pool {self.name!r}: entries are not mbufs of this pool")
+        return [va for va in vas if va in self._owned]
 
     # --- packet contents (per packet: a payload copy is unavoidable) ----------------------------------------------
 
