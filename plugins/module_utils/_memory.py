@@ -250,7 +250,7 @@ class Arena:
         self._holes = merged
 
     def _fit(self, hole_offset: int, hole_size: int, size: int, align: int) -> Optional[int]:
-        start = _align_up(hole_offset, align)
+        start = _align_up(self.base_va + hole_offset, align) - self.base_va  # align the address, not the offset
         if (start + size - 1) // self.segment_size != start // self.segment_size:
             start = _align_up(start, self.segment_size)  # would straddle two segments: start at the next one
         return start if start + size <= hole_offset + hole_size else None
