@@ -1,0 +1,158 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright: kernelnic.kni contributors
+"""MbufPool: rte_mbuf-compatible headers, burst alloc/free, chains and address forms."""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import struct
+
+import pytest
+from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
+    MBUF_NEXT_OFFSET,
+    MBUF_SIZE,
+    KniMbufError,
+)
+from ansible_collections.kernelnic.kni.plugins.module_utils._mbuf import MbufPool
+from ansible_collections.kernelnic.kni.plugins.module_utils._memory import (
+    Arena,
+    PhysicalIova,
+    anonymous_arena,
+    buffer_address,
+)
+
+SEGMENT = 2 * 1024 * 1024
+PA_BASES = [0x7_0000_0000, 0x1_0000_0000, 0x3_0000_0000]
+
+
+def pa_arena() -> Arena:
+    buffer = mmap.mmap(-1, len(PA_BASES) * SEGMENT)
+    return Arena(buffer, SEGMENT, PhysicalIova(buffer_address(buffer), SEGMENT, PA_BASES))
+
+
+def test_headers_are_initialised_like_a_pktmbuf_pool() -> None:
+    arena = anonymous_arena(4 * SEGMENT)
+    pool = MbufPool(arena, "pool", 10)
+    va = pool.alloc_burst(1)[0]
+    header = pool.read_header(va)
+    assert header.buf_addr == va + MBUF_SIZE == header.buf_iova
+    assert (header.data_off, header.refcnt, header.nb_segs, header.port) == (128, 1, 1, 0xFFFF)
+    assert (header.pkt_len, header.data_len, header.buf_len, header.next) == (0, 0, 2176, 0)
+    assert pool.object_size == 2304 and va % 64 == 0
+    assert pool.max_packet_size == 2048
+
+
+def test_objects_never_straddle_a_segment() -> None:
+    arena = anonymous_arena(4 * SEGMENT)
+    pool = MbufPool(arena, "pool", 2000)  # 910 objects per 2 MiB chunk: three chunks
+    vas = pool.alloc_burst(2000)
+    assert len(vas) == len(set(vas)) == 2000
+    for va in vas:
+        offset = va - arena.base_va
+        assert offset // SEGMENT == (offset + pool.object_size - 1) // SEGMENT
+
+
+def test_burst_alloc_and_free_accounting() -> None:
+    pool = MbufPool(anonymous_arena(SEGMENT), "pool", 64)
+    first = pool.alloc_burst(40)
+    assert (len(first), pool.available, pool.in_use) == (40, 24, 40)
+    assert len(pool.alloc_burst(40)) == 24  # only what is left
+    assert pool.alloc_burst(1) == [] and pool.alloc_burst(0) == []
+    pool.free_burst(first)
+    assert pool.available == 40
+    assert sorted(pool.alloc_burst(40)) == sorted(first)
+
+
+def test_free_rejects_foreign_pointers() -> None:
+    pool = MbufPool(anonymous_arena(SEGMENT), "pool", 4)
+    with pytest.raises(KniMbufError) as caught:
+        pool.free_burst([pool.alloc_burst(1)[0] + 8])
+    assert caught.value.errno == errno.EFAULT
+    assert pool.available == 3
+
+
+def test_write_and_read_packets() -> None:
+    pool = MbufPool(anonymous_arena(SEGMENT), "pool", 8)
+    payloads = [b"\x01" * 60, b"hello", b""]
+    vas = pool.write_packets(payloads)
+    assert pool.read_packets(vas) == payloads
+    header = pool.read_header(vas[1])
+    assert (header.pkt_len, header.data_len, header.nb_segs, header.data_off) == (5, 5, 1, 128)
+    with pytest.raises(KniMbufError) as caught:
+        pool.write_packet(vas[0], bytes(2049))
+    assert caught.value.errno == errno.EMSGSIZE
+
+
+def test_chains_round_trip_and_reset_on_free() -> None:
+    pool = MbufPool(anonymous_arena(SEGMENT), "pool", 8)
+    payload = bytes(range(256)) * 20  # 5120 bytes
+    head = pool.write_chain(payload, segment_size=2000)
+    segments = pool.segments(head)
+    assert len(segments) == 3 and pool.available == 5
+    header = pool.read_header(head)
+    assert (header.nb_segs, header.pkt_len, header.data_len, header.next) == (3, 5120, 2000, segments[1])
+    assert pool.read_header(segments[1]).next == segments[2]
+    assert pool.read_header(segments[2]).next == 0
+    assert pool.read_packet(head) == payload
+    pool.free_burst([head])
+    assert pool.available == 8
+    for va in segments:
+        reset = pool.read_header(va)
+        assert (reset.nb_segs, reset.next) == (1, 0)
+
+
+def test_chain_needs_enough_mbufs() -> None:
+    pool = MbufPool(anonymous_arena(SEGMENT), "pool", 2)
+    with pytest.raises(KniMbufError) as caught:
+        pool.write_chain(bytes(5000))
+    assert caught.value.errno == errno.ENOBUFS
+    assert pool.available == 2
+
+
+def test_va_mode_pa_form_is_identity() -> None:
+    pool = MbufPool(anonymous_arena(SEGMENT), "pool", 4)
+    vas = pool.alloc_burst(4)
+    assert pool.to_pa_form(vas) == vas
+    assert pool.from_pa_form(vas) == vas
+
+
+def test_pa_mode_pa_form_and_chain_next_translation() -> None:
+    arena = pa_arena()
+    pool = MbufPool(arena, "pool", 1000)  # spans two chunks with unrelated physical bases
+    vas = pool.alloc_burst(1000)
+    for va in (vas[0], vas[-1]):
+        header = pool.read_header(va)
+        # va2pa(m) = m - (buf_addr - buf_iova) must be the header's physical address.
+        assert va - (header.buf_addr - header.buf_iova) == arena.iova(va)
+    assert pool.to_pa_form(vas[:2]) == [arena.iova(vas[0]), arena.iova(vas[1])]
+    pool.free_burst(vas)
+
+    head = pool.write_chain(bytes(3000), segment_size=1500)
+    tail = pool.segments(head)[1]
+    assert pool.to_pa_form([head]) == [arena.iova(head)]
+    raw_next = struct.unpack_from("<Q", arena.view, head - arena.base_va + MBUF_NEXT_OFFSET)[0]
+    assert raw_next == arena.iova(tail)  # rewritten for the kernel
+    assert pool.from_pa_form([arena.iova(head)]) == [head]
+    with pytest.raises(KniMbufError):
+        pool.from_pa_form([123])
+    assert pool.from_pa_form([123, arena.iova(head)], strict=False) == [head]
+    pool.free_burst([head])  # the Python-side chain record frees the tail even with next in PA form
+    assert pool.available == 1000
+
+
+def test_close_returns_memory() -> None:
+    arena = anonymous_arena(SEGMENT)
+    pool = MbufPool(arena, "pool", 900)
+    pool.close()
+    MbufPool(arena, "pool", 900)  # same names, same room
+
+
+def test_pool_argument_checks() -> None:
+    arena = anonymous_arena(SEGMENT)
+    with pytest.raises(KniMbufError, match="count must be positive"):
+        MbufPool(arena, "p", 0)
+    with pytest.raises(KniMbufError, match="headroom"):
+        MbufPool(arena, "p", 1, data_room=64, headroom=64)
+    with pytest.raises(KniMbufError, match="exceeds a segment"):
+        MbufPool(anonymous_arena(2048, segment_size=2048), "p", 1)
