@@ -120,6 +120,18 @@ KNI_IOCTL_TEST = iowr(KNI_IOCTL_TYPE, 1, struct.calcsize("i"))
 KNI_IOCTL_CREATE = iowr(KNI_IOCTL_TYPE, 2, DEVICE_INFO_SIZE)
 KNI_IOCTL_RELEASE = iowr(KNI_IOCTL_TYPE, 3, DEVICE_INFO_SIZE)
 
+# --- this module's strict-mode extension (kmod/kni_abi.h): RTE_KNI_IOCTL_REGISTER_MEM ------------------------------
+
+# struct rte_kni_mem_region {u64 va; u64 len; u32 flags (must be 0); u32 index (out)}: pins [va, va + len) for as
+# long as /dev/kni stays open. Devices created after a registration are "strict": FIFOs, sync area, mbufs and data
+# buffers must lie inside registered regions. Upstream rte_kni.ko answers -EINVAL.
+MEM_REGION = struct.Struct("<QQII")
+MEM_REGION_SIZE = MEM_REGION.size
+MEM_REGION_INDEX_OFFSET = 20
+MEM_REGIONS_MAX = 32
+MEM_REGION_MAX_LEN = 16 << 30
+KNI_IOCTL_REGISTER_MEM = iowr(KNI_IOCTL_TYPE, 0x10, MEM_REGION_SIZE)
+
 # --- struct rte_kni_fifo (kni-abi.md §2.2) ------------------------------------------------------------------------
 
 FIFO_HEADER = struct.Struct("<IIII")  # write, read, len, elem_size
