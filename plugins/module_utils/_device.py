@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import mmap
 import os
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
@@ -27,10 +28,15 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
     FIFO_COUNT_MAX,
     FORCE_BIND_BIT,
     KNI_IOCTL_CREATE,
+    KNI_IOCTL_REGISTER_MEM,
     KNI_IOCTL_RELEASE,
     KNI_IOCTL_TEST,
     MAC_ADDR_LEN,
     MAX_MBUF_BURST,
+    MEM_REGION,
+    MEM_REGION_INDEX_OFFSET,
+    MEM_REGION_MAX_LEN,
+    MEM_REGION_SIZE,
     NAMESIZE,
     IovaMode,
     KniDeviceError,
@@ -82,6 +88,15 @@ _CREATE_HINTS = {
     errno.EBUSY: "the kernel could not allocate the network device",
     errno.ENODEV: "register_netdev failed: is the name already used by another interface, or invalid?",
     errno.ECANCELED: "the kernel thread could not be started",
+    errno.EPERM: "the module requires strict mode: register the arena (register_arena) before creating devices",
+}
+_REGISTER_HINTS = {
+    errno.EINVAL: "rejected: bad alignment, length or flags, overlap with a registered region, or an upstream "
+    "rte_kni module without strict mode",
+    errno.ENOSPC: "too many registered regions",
+    errno.E2BIG: "region too large",
+    errno.EBUSY: "KNI devices already exist on this /dev/kni: register memory before creating devices",
+    errno.EFAULT: "the kernel could not pin the region",
 }
 _CARRIER_HINTS = {
     errno.EINVAL: "the carrier can only be read or set while the interface is up",
@@ -186,6 +201,29 @@ class KniControl:
         info[:NAMESIZE] = validate_name(name).ljust(NAMESIZE, b"\0")
         hints = {errno.EINVAL: "no KNI device of that name in this network namespace"}
         self.ioctl("ioctl RELEASE", KNI_IOCTL_RELEASE, info, hints, f"KNI device {name!r}")
+
+    def register_memory(self, va: int, length: int) -> int:
+        """RTE_KNI_IOCTL_REGISTER_MEM (this module's strict mode): pin ``[va, va + length)``; returns the index.
+
+        Devices created after a registration only accept memory inside registered regions. Register before the
+        first CREATE on this file; the pin lasts until the file is closed.
+        """
+        subject = f"region 0x{va:x}+0x{length:x}"
+        if va % mmap.PAGESIZE or length % mmap.PAGESIZE or not 0 < length <= MEM_REGION_MAX_LEN:
+            raise KniDeviceError(
+                "ioctl REGISTER_MEM",
+                errno.EINVAL,
+                f"{subject}: start and length must be page aligned and the length 1 page to {MEM_REGION_MAX_LEN >> 30} "
+                "GiB",
+            )
+        region = bytearray(MEM_REGION_SIZE)
+        MEM_REGION.pack_into(region, 0, va, length, 0, 0)
+        self.ioctl("ioctl REGISTER_MEM", KNI_IOCTL_REGISTER_MEM, region, _REGISTER_HINTS, subject)
+        return int.from_bytes(region[MEM_REGION_INDEX_OFFSET : MEM_REGION_INDEX_OFFSET + 4], "little")
+
+    def register_arena(self, arena: Arena) -> int:
+        """Register a whole arena (FIFOs, sync areas and mbuf pools all live in it) for strict mode."""
+        return self.register_memory(arena.base_va, arena.size)
 
     def probe(self) -> bool:
         """True if the driver behind the file answers RTE_KNI_IOCTL_TEST like a KNI module (0 or EINVAL)."""
