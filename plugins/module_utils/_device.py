@@ -72,6 +72,7 @@ __all__ = [
 
 KNI_DEVICE_PATH = "/dev/kni"
 SYSFS_NET = "/sys/class/net"
+DEFAULT_ALLOC_Q_TARGET = 4 * MAX_MBUF_BURST
 QUEUES = ("tx", "rx", "alloc", "free", "req", "resp")  # memzone kni_<queue>_<name>; device_info <queue>_phys
 
 _OPEN_HINTS = {
@@ -257,8 +258,14 @@ class KniDevice:
         callbacks: Optional[RequestCallbacks] = None,
         on_request_error: Optional[ErrorHook] = None,
         sysfs_net: str = SYSFS_NET,
+        alloc_q_target: int = DEFAULT_ALLOC_Q_TARGET,
     ) -> None:
-        """Reserve the memzones, set up the FIFOs, CREATE the interface and pre-fill alloc_q."""
+        """Reserve the memzones, set up the FIFOs, CREATE the interface and pre-fill alloc_q.
+
+        ``alloc_q_target`` is how many empty mbufs alloc_q is kept topped up to, i.e. how many frames Linux can send
+        between two ``rx_burst`` calls before it drops. librte_kni instead adds up to 32 per call until alloc_q is
+        full, parking 1023 mbufs per device.
+        """
         validate_name(config.name)
         if pool.arena is not arena:
             raise KniDeviceError("device create", errno.EINVAL, "the mbuf pool must live in the device's arena")
@@ -267,6 +274,7 @@ class KniDevice:
         self.arena = arena
         self.pool = pool
         self.sysfs_net = sysfs_net
+        self.alloc_q_target = max(1, min(alloc_q_target, FIFO_COUNT_MAX - 1))
         self._zones: List[Memzone] = []
         self._fifos: Dict[str, KniFifo] = {}
         self._created = False
@@ -332,7 +340,7 @@ class KniDevice:
 
     def _refill_alloc_q(self) -> None:
         alloc_q = self._fifos["alloc"]
-        mbufs = self.pool.alloc_burst(min(MAX_MBUF_BURST, alloc_q.free_count()))
+        mbufs = self.pool.alloc_burst(min(self.alloc_q_target - alloc_q.count(), alloc_q.free_count()))
         if not mbufs:
             return
         taken = alloc_q.put(self.pool.to_pa_form(mbufs))
@@ -353,7 +361,7 @@ class KniDevice:
             try:
                 was_up = os.read(fd, 2)[:1] == b"1"
                 if was_up != up:
-                    os.write(fd, b"1" if up else b"0")
+                    os.pwrite(fd, b"1" if up else b"0", 0)  # offset 0: sysfs ignores it, plain files need it
             finally:
                 os.close(fd)
         except OSError as exc:
