@@ -14,15 +14,16 @@ The index store must be a single aligned 4-byte store: ``struct.pack_into`` zero
 them, so a concurrent reader could briefly see index 0 (kni-abi.md §10). Indices therefore go through a memoryview
 cast to ``'I'`` (CPython stores one ``unsigned int`` with one fixed-size memcpy, a single ``mov`` on x86-64).
 
-Each burst costs at most two memoryview slice copies (two only when it wraps) plus two index accesses, never one
-operation per entry.
+Each burst costs one ``struct.pack_into`` (put) or one memoryview slice copy (get), two when it wraps around the
+end of the slots, plus two index accesses: never one operation per entry. Writing entries with ``pack_into`` is safe
+because nothing reads them before the index store that follows publishes them.
 """
 
 from __future__ import annotations
 
 import mmap
-from array import array
-from typing import Sequence, Union
+import struct
+from typing import Dict, Sequence, Union
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
     FIFO_BUFFER_OFFSET,
@@ -49,6 +50,17 @@ def fifo_area_size(length: int = FIFO_COUNT_MAX) -> int:
     return FIFO_HEADER_SIZE + length * POINTER_SIZE
 
 
+_PACKERS: Dict[int, struct.Struct] = {}
+
+
+def _packer(count: int) -> struct.Struct:
+    """A compiled ``<countQ`` struct; cached because compiling one costs more than packing a small burst."""
+    packer = _PACKERS.get(count)
+    if packer is None:
+        packer = _PACKERS[count] = struct.Struct(f"<{count}Q")
+    return packer
+
+
 def _check_length(length: int) -> None:
     if length < 2 or length & (length - 1):
         raise KniFifoError("fifo init", 0, f"FIFO length {length} is not a power of two >= 2")
@@ -57,7 +69,7 @@ def _check_length(length: int) -> None:
 class KniFifo:
     """One KNI FIFO. Use ``put`` only on FIFOs this process produces and ``get`` only on ones it consumes."""
 
-    __slots__ = ("_header", "_mask", "_size", "_slots")
+    __slots__ = ("_bytes", "_header", "_mask", "_size", "_slots")
 
     def __init__(self, area: WritableBuffer, length: int) -> None:
         """Attach to an already initialised FIFO of ``length`` slots; see ``initialise`` and ``attach``."""
@@ -67,6 +79,7 @@ class KniFifo:
         if view.nbytes < needed:
             raise KniFifoError("fifo attach", 0, f"area of {view.nbytes} bytes is smaller than {needed} bytes")
         view = view.cast("B")
+        self._bytes = view[:needed]
         self._header = view[:FIFO_HEADER_SIZE].cast("I")
         self._slots = view[FIFO_BUFFER_OFFSET:needed].cast("Q")
         self._size = length
@@ -119,12 +132,14 @@ class KniFifo:
         count = min(len(values), (read - write - 1) & self._mask)
         if count <= 0:
             return 0
-        entries = array("Q", values[:count] if count < len(values) else values)
         first = min(count, self._size - write)
-        slots = self._slots
-        slots[write : write + first] = memoryview(entries)[:first]
-        if count > first:
-            slots[: count - first] = memoryview(entries)[first:]
+        offset = FIFO_BUFFER_OFFSET + write * POINTER_SIZE
+        if first == len(values):
+            _packer(first).pack_into(self._bytes, offset, *values)
+        else:
+            _packer(first).pack_into(self._bytes, offset, *values[:first])
+            if count > first:
+                _packer(count - first).pack_into(self._bytes, FIFO_BUFFER_OFFSET, *values[first:count])
         header[_WRITE] = (write + count) & self._mask  # publish after the entries: the "release" store
         return count
 
@@ -148,3 +163,4 @@ class KniFifo:
         """Drop the views so the underlying mmap can be closed."""
         self._slots.release()
         self._header.release()
+        self._bytes.release()
