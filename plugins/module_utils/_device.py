@@ -115,7 +115,13 @@ def _os_error(step: str, exc: OSError, hints: Dict[int, str], subject: str) -> K
 def validate_name(name: str) -> bytes:
     """The name as the NUL-padded 16 bytes of ``rte_kni_device_info.name``; rejects names Linux would refuse."""
     encoded = name.encode("ascii", "replace")
-    if not name or len(encoded) >= NAMESIZE or name in (".", "..") or any(c in name for c in "/: \t\n?"):
+    if (
+        not name.isascii()
+        or not name
+        or len(encoded) >= NAMESIZE
+        or name in (".", "..")
+        or any(c in name for c in "/: \t\n")
+    ):
         raise KniDeviceError(
             "device name", errno.EINVAL, f"{name!r} is not a valid interface name (1-{NAMESIZE - 1} ASCII characters)"
         )
@@ -373,13 +379,19 @@ class KniDevice:
         return self._fifos[queue]
 
     def release(self) -> None:
-        """RELEASE the interface, take back every mbuf the kernel held, and free the memzones."""
-        try:
-            if self._created:
-                self._created = False
+        """RELEASE the interface, take back every mbuf the kernel held, and free the memzones.
+
+        If RELEASE fails for any reason other than "no such device" (EINVAL) or "/dev/kni already closed" (EBADF;
+        closing removed every device), the kernel may still be using the memory, so it stays reserved.
+        """
+        if self._created:
+            try:
                 self.control.release(self.name)
-        finally:
-            self._teardown()
+            except KniDeviceError as exc:
+                if exc.errno not in (errno.EINVAL, errno.EBADF):
+                    raise
+            self._created = False
+        self._teardown()
 
     def _teardown(self) -> None:
         if self._fifos:

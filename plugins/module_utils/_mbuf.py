@@ -177,7 +177,7 @@ class MbufPool:
             strangers = [hex(va) for va in heads if va not in self._owned][:4]
             raise KniMbufError("mbuf free", errno.EFAULT, f"pool {self.name!r} does not own mbufs {strangers}")
         chains = self._chains
-        if chains and not chains.keys().isdisjoint(heads):
+        if chains and any(map(chains.__contains__, heads)):
             for head in heads:
                 tail = chains.pop(head, None)
                 if tail is not None:
@@ -199,7 +199,7 @@ class MbufPool:
         if pa_form is None:
             return list(heads)  # IOVA=VA: the PA form is the virtual address itself
         chains = self._chains
-        if chains and not chains.keys().isdisjoint(heads):
+        if chains and any(map(chains.__contains__, heads)):
             for head in heads:
                 tail = chains.get(head)
                 if tail is not None:
@@ -294,8 +294,38 @@ class MbufPool:
 
     def read_header(self, va: int) -> MbufHeader:
         """Decode one mbuf header (diagnostics and tests)."""
-        fields = MBUF_HEAD.unpack_from(self._view, va - self._base)
-        return MbufHeader(*fields[:10], fields[13], fields[15])
+        (
+            buf_addr,
+            buf_iova,
+            data_off,
+            refcnt,
+            nb_segs,
+            port,
+            ol_flags,
+            packet_type,
+            pkt_len,
+            data_len,
+            _,
+            _,
+            _,
+            buf_len,
+            _,
+            next_va,
+        ) = MBUF_HEAD.unpack_from(self._view, va - self._base)
+        return MbufHeader(
+            buf_addr,
+            buf_iova,
+            data_off,
+            refcnt,
+            nb_segs,
+            port,
+            ol_flags,
+            packet_type,
+            pkt_len,
+            data_len,
+            buf_len,
+            next_va,
+        )
 
     # --- teardown --------------------------------------------------------------------------------------------------
 

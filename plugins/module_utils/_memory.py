@@ -265,9 +265,14 @@ class Arena:
         for zone in self._zones.values():
             zone.view.release()
         self._zones.clear()
-        self.view.release()
-        if isinstance(self._buffer, mmap.mmap):
-            self._buffer.close()
+        try:
+            self.view.release()
+            if isinstance(self._buffer, mmap.mmap):
+                self._buffer.close()
+        except BufferError as exc:
+            raise KniMemoryError(
+                "arena close", errno.EBUSY, "arena memory is still referenced: release devices and pools first"
+            ) from exc
 
 
 # --- arena factories ------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ They run while the kernel holds RTNL, so they must not themselves need RTNL (no 
 from __future__ import annotations
 
 import errno
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional, TypeVar
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
     MAC_ADDR_LEN,
@@ -70,34 +70,37 @@ def encode_request(req_id: int, union: bytes = b"", *, is_async: bool = False, r
 class RequestCallbacks(NamedTuple):
     """Handlers for ``rte_kni_ops``; a missing one accepts the request (result 0), as librte_kni did."""
 
-    change_mtu: Optional[Callable[[int], int]] = None
-    config_network_if: Optional[Callable[[bool], int]] = None
-    config_mac_address: Optional[Callable[[bytes], int]] = None
-    config_promiscuity: Optional[Callable[[bool], int]] = None
-    config_allmulticast: Optional[Callable[[bool], int]] = None
+    change_mtu: Optional[Callable[[int], Optional[int]]] = None
+    config_network_if: Optional[Callable[[bool], Optional[int]]] = None
+    config_mac_address: Optional[Callable[[bytes], Optional[int]]] = None
+    config_promiscuity: Optional[Callable[[bool], Optional[int]]] = None
+    config_allmulticast: Optional[Callable[[bool], Optional[int]]] = None
 
 
 ErrorHook = Callable[[KniRequest, BaseException], None]
+Argument = TypeVar("Argument")
+
+
+def _call(handler: Optional[Callable[[Argument], Optional[int]]], argument: Argument) -> int:
+    if handler is None:
+        return 0
+    result = handler(argument)
+    return 0 if result is None else int(result)
 
 
 def _dispatch(callbacks: RequestCallbacks, request: KniRequest) -> int:
     req_id = request.req_id
     if req_id == RequestId.CHANGE_MTU:
-        handler, argument = callbacks.change_mtu, request.new_mtu
-    elif req_id == RequestId.CFG_NETWORK_IF:
-        handler, argument = callbacks.config_network_if, request.flag
-    elif req_id == RequestId.CHANGE_MAC_ADDR:
-        handler, argument = callbacks.config_mac_address, request.mac_addr
-    elif req_id == RequestId.CHANGE_PROMISC:
-        handler, argument = callbacks.config_promiscuity, request.flag
-    elif req_id == RequestId.CHANGE_ALLMULTI:
-        handler, argument = callbacks.config_allmulticast, request.flag
-    else:
-        return -errno.EINVAL  # includes UNKNOWN (0), which the kernel sends when no rx flag changed
-    if handler is None:
-        return 0
-    result = handler(argument)  # type: ignore[operator]
-    return 0 if result is None else int(result)
+        return _call(callbacks.change_mtu, request.new_mtu)
+    if req_id == RequestId.CFG_NETWORK_IF:
+        return _call(callbacks.config_network_if, request.flag)
+    if req_id == RequestId.CHANGE_MAC_ADDR:
+        return _call(callbacks.config_mac_address, request.mac_addr)
+    if req_id == RequestId.CHANGE_PROMISC:
+        return _call(callbacks.config_promiscuity, request.flag)
+    if req_id == RequestId.CHANGE_ALLMULTI:
+        return _call(callbacks.config_allmulticast, request.flag)
+    return -errno.EINVAL  # includes UNKNOWN (0), which the kernel sends when no rx flag changed
 
 
 def _error_result(exc: BaseException) -> int:
@@ -145,7 +148,7 @@ class RequestHandler:
         failure: Optional[BaseException] = None
         try:
             result = _dispatch(self.callbacks, request)
-        except Exception as exc:  # the kernel must still get an answer, so no exception may skip it
+        except Exception as exc:  # pylint: disable=broad-exception-caught  # the kernel must still be answered
             failure = exc
             result = _error_result(exc)
         REQUEST_RESULT.pack_into(self._sync, REQUEST_RESULT_OFFSET, result)

@@ -45,6 +45,7 @@ class FakeControl:
         self.created: list[tuple] = []
         self.released: list[str] = []
         self.create_error = create_error
+        self.release_error = 0
 
     def create(self, info: bytearray) -> None:
         if self.create_error:
@@ -52,6 +53,8 @@ class FakeControl:
         self.created.append(DEVICE_INFO.unpack(info))
 
     def release(self, name: str) -> None:
+        if self.release_error:
+            raise KniDeviceError("ioctl RELEASE", self.release_error, "refused")
         self.released.append(name)
 
 
@@ -77,7 +80,7 @@ def kernel_transmit(device: KniDevice, payload: bytes) -> None:
 
 def test_validate_name() -> None:
     assert validate_name("vEth0") == b"vEth0"
-    for bad in ("", "a" * 16, "a/b", "a b", ".", "x:y"):
+    for bad in ("", "a" * 16, "a/b", "a b", ".", "x:y", "eth\u00e9"):
         with pytest.raises(KniDeviceError) as caught:
             validate_name(bad)
         assert (caught.value.step, caught.value.errno) == ("device name", errno.EINVAL)
@@ -270,3 +273,16 @@ def test_control_ioctl_errors_name_the_step(tmp_path: Path) -> None:
     with pytest.raises(KniDeviceError) as caught:
         control.create(bytearray(136))
     assert caught.value.errno == errno.EBADF
+
+
+def test_failed_release_keeps_memory_reserved_unless_the_device_is_gone() -> None:
+    device, control, pool = make_device()
+    control.release_error = errno.EINTR
+    with pytest.raises(KniDeviceError):
+        device.release()
+    assert device.arena.memzone("kni_rx_vEth0")  # still reserved: the kernel may be using it
+    control.release_error = errno.EINVAL  # "no such device": safe to reclaim
+    device.release()
+    assert pool.available == 256
+    with pytest.raises(KeyError):
+        device.arena.memzone("kni_rx_vEth0")

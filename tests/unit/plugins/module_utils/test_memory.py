@@ -171,3 +171,14 @@ def test_pa_arena_gives_memzones_physical_iovas() -> None:
     zone = arena.reserve("fifo", 8208)  # cannot straddle: moves to segment 1
     assert zone.iova == 0x1000_0000
     assert arena.contains(zone.va, zone.size) and not arena.contains(base + 2 * SEGMENT)
+
+
+def test_close_refuses_while_views_are_alive() -> None:
+    arena = anonymous_arena(SEGMENT, segment_size=SEGMENT)
+    zone = arena.reserve("z", 64)
+    leaked = zone.view[:8]
+    with pytest.raises(KniMemoryError) as caught:
+        arena.close()
+    assert (caught.value.step, caught.value.errno) == ("arena close", errno.EBUSY)
+    leaked.release()
+    arena.close()
