@@ -15,6 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     setup = sub.add_parser("setup", help="install host packages, matrix kernels and build chroots")
     setup.add_argument("--kernel", action="append", help="only this matrix kernel (repeatable)")
     sub.add_parser("list", help="print the set-up matrix")
+    sub.add_parser("demo", help="boot a throwaway guest and run the collection's demo playbook over SSH")
     run = sub.add_parser("run", help="boot a matrix kernel and run a shell command in the guest")
     run.add_argument("--kernel", required=True)
     run.add_argument("--timeout", type=float, default=600)
@@ -32,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, release in hostsetup.setup(args.kernel).items():
             print(f"{name}\t{release}")
         return 0
+    if args.command == "demo":
+        from tests.vmharness import demo
+
+        return demo.main()
     if args.command == "list":
         for name, release in sorted(matrix.load_resolved().items()):
             print(f"{name}\t{release}")

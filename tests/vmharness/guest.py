@@ -163,7 +163,7 @@ class Guest:
         """Wait for the command to finish and the guest to power off."""
         assert self.process is not None
         self.wait_started(timeout=min(timeout, 180))
-        deadline = self.started_at + timeout
+        deadline = time.monotonic() + timeout
         while not os.path.exists(self._path("exit_code")):
             self._check_alive("while the command ran")
             if time.monotonic() > deadline:
