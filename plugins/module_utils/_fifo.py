@@ -127,9 +127,10 @@ class KniFifo:
     def put(self, values: Sequence[int]) -> int:
         """Append as many of ``values`` as fit; return how many were written (the caller keeps the rest)."""
         header = self._header
-        write = header[_WRITE]
-        read = header[_READ]  # peer's index: the "acquire" load
-        count = min(len(values), (read - write - 1) & self._mask)
+        mask = self._mask
+        write = header[_WRITE] & mask  # masked like the kernel does: a corrupt index picks a wrong slot, no more
+        read = header[_READ] & mask  # peer's index: the "acquire" load
+        count = min(len(values), (read - write - 1) & mask)
         if count <= 0:
             return 0
         first = min(count, self._size - write)
@@ -140,15 +141,16 @@ class KniFifo:
             _packer(first).pack_into(self._bytes, offset, *values[:first])
             if count > first:
                 _packer(count - first).pack_into(self._bytes, FIFO_BUFFER_OFFSET, *values[first:count])
-        header[_WRITE] = (write + count) & self._mask  # publish after the entries: the "release" store
+        header[_WRITE] = (write + count) & mask  # publish after the entries: the "release" store
         return count
 
     def get(self, max_count: int = FIFO_COUNT_MAX) -> list[int]:
         """Remove and return up to ``max_count`` entries, oldest first."""
         header = self._header
-        read = header[_READ]
-        write = header[_WRITE]  # peer's index: the "acquire" load
-        count = min(max_count, (write - read) & self._mask)
+        mask = self._mask
+        read = header[_READ] & mask
+        write = header[_WRITE] & mask  # peer's index: the "acquire" load
+        count = min(max_count, (write - read) & mask)
         if count <= 0:
             return []
         first = min(count, self._size - read)
@@ -156,7 +158,7 @@ class KniFifo:
         entries = slots[read : read + first].tolist()
         if count > first:
             entries += slots[: count - first].tolist()
-        header[_READ] = (read + count) & self._mask  # release the slots only after copying them out
+        header[_READ] = (read + count) & mask  # release the slots only after copying them out
         return entries
 
     def release(self) -> None:

@@ -155,3 +155,11 @@ def test_two_threads_spsc_stress() -> None:
             time.sleep(0)
     thread.join(timeout=30)
     assert received == list(range(total))
+
+
+def test_corrupt_indices_are_masked() -> None:
+    area, fifo = make_fifo(8)
+    struct.pack_into("<II", area, 0, 8 + 2, 0xFFFF_FFF8)  # write 10 -> 2, read -> 0
+    assert fifo.count() == 2
+    assert fifo.get() == [0, 0]
+    assert fifo.put([5]) == 1
