@@ -1,0 +1,450 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * kni_misc.c - module entry points, the /dev/kni misc device, per-netns
+ * state and the CREATE / RELEASE / REGISTER_MEM ioctls.
+ */
+#include <linux/cpumask.h>
+#include <linux/fs.h>
+#include <linux/log2.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/nsproxy.h>
+#include <linux/rtnetlink.h>
+#include <linux/sched/mm.h>
+#include <linux/uaccess.h>
+#include <net/net_namespace.h>
+#include <net/netns/generic.h>
+
+#include "compat.h"
+#include "kni_dev.h"
+
+static unsigned int kni_net_id;
+
+static struct kni_net *kni_net_of(struct net *net)
+{
+	return net_generic(net, kni_net_id);
+}
+
+static int __net_init kni_net_init(struct net *net)
+{
+	struct kni_net *knet = kni_net_of(net);
+
+	mutex_init(&knet->ioctl_lock);
+	init_rwsem(&knet->devs_lock);
+	INIT_LIST_HEAD(&knet->devs);
+	return 0;
+}
+
+static void __net_exit kni_net_exit(struct net *net)
+{
+	mutex_destroy(&kni_net_of(net)->ioctl_lock);
+}
+
+static struct pernet_operations kni_net_ops = {
+	.init	= kni_net_init,
+	.exit	= kni_net_exit,
+	.id	= &kni_net_id,
+	.size	= sizeof(struct kni_net),
+};
+
+static void kni_dev_free(struct kni_dev *kni)
+{
+	unsigned int i;
+
+	for (i = 0; i < KNI_AREA_COUNT; i++)
+		kni_area_unmap(&kni->areas[i]);
+	if (kni->mm)
+		mmdrop(kni->mm);
+	free_netdev(kni->netdev);
+}
+
+/*
+ * Remove registered devices that are already off knet->devs.  Pending
+ * requests are aborted first, so a device that is up goes away at once;
+ * all netdevs are unregistered in one RTNL section.
+ */
+static void kni_devs_remove(struct list_head *doomed)
+{
+	struct kni_dev *kni, *tmp;
+	LIST_HEAD(unreg);
+
+	list_for_each_entry(kni, doomed, list) {
+		kni_req_abort(kni);
+		kni_thread_detach(kni);
+		napi_disable(&kni->napi);
+	}
+	list_for_each_entry(kni, doomed, list)
+		cancel_work_sync(&kni->rx_flags_work);
+
+	rtnl_lock();
+	list_for_each_entry(kni, doomed, list)
+		unregister_netdevice_queue(kni->netdev, &unreg);
+	unregister_netdevice_many(&unreg);
+	rtnl_unlock();
+
+	list_for_each_entry_safe(kni, tmp, doomed, list) {
+		list_del(&kni->list);
+		netif_napi_del(&kni->napi);
+		skb_queue_purge(&kni->tx_backlog);
+		kni_return_leftovers(kni);
+		kni_dev_free(kni);
+	}
+}
+
+static struct kni_dev *kni_find(struct kni_net *knet, const char *name)
+{
+	struct kni_dev *kni;
+
+	list_for_each_entry(kni, &knet->devs, list)
+		if (!strncmp(kni->name, name, RTE_KNI_NAMESIZE))
+			return kni;
+	return NULL;
+}
+
+/* Map a FIFO; its length is read once, validated and cached. */
+static int kni_map_fifo(struct kni_dev *kni, enum kni_area_id id,
+			struct kni_ring *ring, u64 iova)
+{
+	struct kni_area *area = &kni->areas[id];
+	u32 len;
+	int ret;
+
+	if (!IS_ALIGNED(iova, sizeof(u64)))
+		return -EINVAL;
+	ret = kni_area_map(kni, area, iova, sizeof(struct rte_kni_fifo));
+	if (ret)
+		return ret;
+	len = READ_ONCE(((struct rte_kni_fifo *)area->kva)->len);
+	kni_area_unmap(area);
+	if (len < KNI_FIFO_LEN_MIN || len > KNI_FIFO_LEN_MAX ||
+	    !is_power_of_2(len)) {
+		netdev_err(kni->netdev, "FIFO length %u is not a power of two in %u..%u\n",
+			   len, KNI_FIFO_LEN_MIN, KNI_FIFO_LEN_MAX);
+		return -EINVAL;
+	}
+	ret = kni_area_map(kni, area, iova,
+			   sizeof(struct rte_kni_fifo) + (size_t)len * sizeof(u64));
+	if (ret)
+		return ret;
+	ring->fifo = area->kva;
+	ring->mask = len - 1;
+	return 0;
+}
+
+static int kni_map_shared(struct kni_dev *kni,
+			  const struct rte_kni_device_info *info)
+{
+	int ret;
+
+	ret = kni_map_fifo(kni, KNI_AREA_TX, &kni->tx_q, info->tx_phys);
+	if (!ret)
+		ret = kni_map_fifo(kni, KNI_AREA_RX, &kni->rx_q, info->rx_phys);
+	if (!ret)
+		ret = kni_map_fifo(kni, KNI_AREA_ALLOC, &kni->alloc_q,
+				   info->alloc_phys);
+	if (!ret)
+		ret = kni_map_fifo(kni, KNI_AREA_FREE, &kni->free_q,
+				   info->free_phys);
+	if (!ret)
+		ret = kni_map_fifo(kni, KNI_AREA_REQ, &kni->req_q,
+				   info->req_phys);
+	if (!ret)
+		ret = kni_map_fifo(kni, KNI_AREA_RESP, &kni->resp_q,
+				   info->resp_phys);
+	if (!ret)
+		ret = kni_area_map(kni, &kni->areas[KNI_AREA_SYNC],
+				   info->sync_phys,
+				   sizeof(struct rte_kni_request));
+	if (ret)
+		return ret;
+	kni->sync = kni->areas[KNI_AREA_SYNC].kva;
+	kni->sync_va = info->sync_va;
+	return 0;
+}
+
+/* Initial MTU and its bounds, upstream semantics, then sanity-checked. */
+static int kni_set_mtu(struct net_device *dev,
+		       const struct rte_kni_device_info *info)
+{
+	if (info->mtu)
+		dev->mtu = info->mtu;
+	dev->max_mtu = dev->mtu;
+	if (info->min_mtu)
+		dev->min_mtu = info->min_mtu;
+	if (info->max_mtu)
+		dev->max_mtu = info->max_mtu;
+	if (dev->max_mtu > ETH_MAX_MTU || dev->min_mtu > dev->max_mtu ||
+	    dev->mtu < dev->min_mtu || dev->mtu > dev->max_mtu)
+		return -EINVAL;
+	return 0;
+}
+
+static int kni_ioctl_create(struct net *net, struct kni_net *knet,
+			    unsigned int cmd, unsigned long arg)
+{
+	struct rte_kni_device_info info;
+	struct net_device *dev;
+	struct kni_dev *kni;
+	LIST_HEAD(doomed);
+	int ret;
+
+	if (_IOC_SIZE(cmd) > sizeof(info))
+		return -EINVAL;
+	if (copy_from_user(&info, (void __user *)arg, sizeof(info)))
+		return -EFAULT;
+	if (strnlen(info.name, sizeof(info.name)) == sizeof(info.name)) {
+		pr_err("kni.name not zero-terminated\n");
+		return -EINVAL;
+	}
+	if (info.force_bind &&
+	    (info.core_id >= nr_cpu_ids || !cpu_online(info.core_id))) {
+		pr_err("cpu %u is not online\n", info.core_id);
+		return -EINVAL;
+	}
+	if (kni_strict_required && !knet->nr_regions) {
+		pr_err("%s: strict=required and no memory registered\n",
+		       info.name);
+		return -EPERM;
+	}
+	if (kni_find(knet, info.name))
+		return -EINVAL;
+
+	dev = alloc_netdev(sizeof(struct kni_dev), info.name, NET_NAME_USER,
+			   kni_netdev_setup);
+	if (!dev)
+		return -EBUSY;
+	dev_net_set(dev, net);
+
+	kni = netdev_priv(dev);
+	kni_netdev_init_priv(kni);
+	kni->netdev = dev;
+	kni->knet = knet;
+	strscpy(kni->name, info.name, sizeof(kni->name));
+	kni->iova_mode = !!info.iova_mode;
+	kni->strict = knet->nr_regions > 0;
+	kni->atomic_xlate = kni->strict || !kni->iova_mode;
+	kni->mbuf_size = info.mbuf_size;
+	kni->core_id = info.core_id;
+	kni->force_bind = info.force_bind;
+	if (!kni->atomic_xlate) {
+		kni->mm = current->mm;
+		mmgrab(kni->mm);
+	}
+
+	ret = kni_map_shared(kni, &info);
+	if (ret) {
+		pr_err("%s: cannot map the shared FIFOs (%d)\n", info.name, ret);
+		goto err_free;
+	}
+
+	if (is_valid_ether_addr(info.mac_addr))
+		kni_set_mac(dev, info.mac_addr);
+	else
+		eth_hw_addr_random(dev);
+
+	ret = kni_set_mtu(dev, &info);
+	if (ret) {
+		pr_err("%s: inconsistent mtu %u / min_mtu %u / max_mtu %u\n",
+		       info.name, info.mtu, info.min_mtu, info.max_mtu);
+		goto err_free;
+	}
+
+	kni_napi_add(dev, &kni->napi, kni_napi_poll);
+	ret = register_netdev(dev);
+	if (ret) {
+		pr_err("%s: register_netdev failed (%d)\n", info.name, ret);
+		ret = -ENODEV;
+		goto err_free;
+	}
+	netif_carrier_off(dev);
+	napi_enable(&kni->napi);
+
+	ret = kni_thread_attach(knet, kni);
+	if (ret) {
+		pr_err("%s: cannot start the kernel thread (%d)\n",
+		       info.name, ret);
+		list_add(&kni->list, &doomed);
+		kni_devs_remove(&doomed);
+		return -ECANCELED;
+	}
+
+	down_write(&knet->devs_lock);
+	list_add_tail(&kni->list, &knet->devs);
+	up_write(&knet->devs_lock);
+	return 0;
+
+err_free:
+	kni_dev_free(kni);
+	return ret;
+}
+
+static int kni_ioctl_release(struct kni_net *knet, unsigned int cmd,
+			     unsigned long arg)
+{
+	struct rte_kni_device_info info;
+	struct kni_dev *kni;
+	LIST_HEAD(doomed);
+
+	if (_IOC_SIZE(cmd) > sizeof(info))
+		return -EINVAL;
+	if (copy_from_user(&info, (void __user *)arg, sizeof(info)))
+		return -EFAULT;
+	if (!info.name[0])
+		return -EINVAL;
+
+	down_write(&knet->devs_lock);
+	kni = kni_find(knet, info.name);
+	if (kni)
+		list_move(&kni->list, &doomed);
+	up_write(&knet->devs_lock);
+	if (!kni)
+		return -EINVAL;
+
+	kni_devs_remove(&doomed);
+	return 0;
+}
+
+static int kni_ioctl_register_mem(struct kni_net *knet, unsigned long arg)
+{
+	struct rte_kni_mem_region region;
+	int ret;
+
+	if (copy_from_user(&region, (void __user *)arg, sizeof(region)))
+		return -EFAULT;
+	/* Devices keep pointers into the regions: register before CREATE. */
+	if (!list_empty(&knet->devs))
+		return -EBUSY;
+	ret = kni_region_register(knet, &region);
+	if (ret)
+		return ret;
+	if (copy_to_user((void __user *)arg, &region, sizeof(region)))
+		return -EFAULT;	/* the region stays registered */
+	return 0;
+}
+
+static long kni_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct net *net = current->nsproxy->net_ns;
+	struct kni_net *knet = kni_net_of(net);
+	long ret;
+
+	/*
+	 * Upstream acts in the caller's netns; a caller that moved to another
+	 * netns since open() would create devices nobody releases.
+	 */
+	if (net != file->private_data)
+		return -EINVAL;
+
+	mutex_lock(&knet->ioctl_lock);
+	if (cmd == RTE_KNI_IOCTL_REGISTER_MEM) {
+		ret = kni_ioctl_register_mem(knet, arg);
+	} else {
+		/* Upstream dispatches on the number only; TEST is -EINVAL. */
+		switch (_IOC_NR(cmd)) {
+		case _IOC_NR(RTE_KNI_IOCTL_CREATE):
+			ret = kni_ioctl_create(net, knet, cmd, arg);
+			break;
+		case _IOC_NR(RTE_KNI_IOCTL_RELEASE):
+			ret = kni_ioctl_release(knet, cmd, arg);
+			break;
+		default:
+			ret = -EINVAL;
+			break;
+		}
+	}
+	mutex_unlock(&knet->ioctl_lock);
+	return ret;
+}
+
+/* 32-bit applications on a 64-bit kernel are not supported (upstream). */
+static long kni_compat_ioctl(struct file *file, unsigned int cmd,
+			     unsigned long arg)
+{
+	return -EINVAL;
+}
+
+static int kni_open(struct inode *inode, struct file *file)
+{
+	struct net *net = current->nsproxy->net_ns;
+	struct kni_net *knet = kni_net_of(net);
+
+	if (test_and_set_bit_lock(0, &knet->in_use))
+		return -EBUSY;
+	file->private_data = get_net(net);
+	return 0;
+}
+
+/* Closing /dev/kni removes every device of the netns. */
+static int kni_release(struct inode *inode, struct file *file)
+{
+	struct net *net = file->private_data;
+	struct kni_net *knet = kni_net_of(net);
+	LIST_HEAD(doomed);
+
+	mutex_lock(&knet->ioctl_lock);
+	down_write(&knet->devs_lock);
+	list_splice_init(&knet->devs, &doomed);
+	up_write(&knet->devs_lock);
+	kni_devs_remove(&doomed);
+	kni_thread_stop_single(knet);
+	kni_regions_release(knet);
+	mutex_unlock(&knet->ioctl_lock);
+
+	clear_bit_unlock(0, &knet->in_use);
+	put_net(net);
+	return 0;
+}
+
+static const struct file_operations kni_fops = {
+	.owner		= THIS_MODULE,
+	.open		= kni_open,
+	.release	= kni_release,
+	.unlocked_ioctl	= kni_ioctl,
+	.compat_ioctl	= kni_compat_ioctl,
+};
+
+static struct miscdevice kni_misc = {
+	.minor	= MISC_DYNAMIC_MINOR,
+	.name	= KNI_DEVICE,
+	.fops	= &kni_fops,
+	.mode	= 0600,
+};
+
+static int __init kni_init(void)
+{
+	int ret;
+
+	ret = kni_params_parse();
+	if (ret)
+		return ret;
+	ret = register_pernet_subsys(&kni_net_ops);
+	if (ret)
+		return ret;
+	ret = misc_register(&kni_misc);
+	if (ret) {
+		pr_err("cannot register misc device /dev/%s (%d)\n",
+		       KNI_DEVICE, ret);
+		unregister_pernet_subsys(&kni_net_ops);
+		return ret;
+	}
+	kni_params_loaded();
+	pr_info("loaded: %s kthread mode, loopback %d, carrier %s%s%s\n",
+		kni_multiple_kthread ? "multiple" : "single", kni_lo_mode,
+		kni_default_carrier ? "on" : "off",
+		kni_bifurcated ? ", bifurcated" : "",
+		kni_strict_required ? ", strict required" : "");
+	return 0;
+}
+
+static void __exit kni_exit(void)
+{
+	misc_deregister(&kni_misc);
+	unregister_pernet_subsys(&kni_net_ops);
+}
+
+module_init(kni_init);
+module_exit(kni_exit);
+
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("Kernel NIC Interface, DPDK 22.11 compatible");
+MODULE_VERSION(KNI_DRV_VERSION);
