@@ -7,7 +7,8 @@ hugepage, so header and buffer share one VA-to-IOVA offset: that is what the ker
 ``va2pa`` assume (kni-abi.md §3.5). Mbufs are named by the virtual address of their header, which is what travels
 through the FIFOs (in "PA form" on rx_q/alloc_q, see ``to_pa_form``).
 
-Hot path: alloc and free are list slices/extends plus one set check per burst, with no per-mbuf struct work. That
+Hot path: alloc and free are list slices/extends plus a few set operations per burst (which also catch double and
+foreign frees), with no per-mbuf struct work. That
 holds because of an invariant: a free mbuf always has ``data_off = headroom``, ``nb_segs = 1`` and ``next = 0``.
 Every packet write sets those fields, only the (rare) chain path changes them, and ``free_burst`` resets a chain's
 segments before they go back. The kernel writes only ``pkt_len``/``data_len`` (egress) and chain ``next`` pointers
@@ -18,7 +19,7 @@ leave ``next`` in PA form when it drops a packet (kni-abi.md §3.2).
 from __future__ import annotations
 
 import errno
-from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
     CACHE_LINE_SIZE,
@@ -100,6 +101,7 @@ class MbufPool:
             raise
         self._owned = frozenset(vas)
         self._free = vas[::-1]  # a stack: alloc pops from the end, so the lowest addresses go first
+        self._in_use: Set[int] = set()  # catches double frees, which would hand one mbuf out twice
         self._chains: Dict[int, List[int]] = {}
         self._pa_form: Optional[Dict[int, int]] = None
         self._va_of_pa_form: Optional[Dict[int, int]] = None
@@ -145,7 +147,7 @@ class MbufPool:
 
     @property
     def in_use(self) -> int:
-        return self.count - len(self._free)
+        return len(self._in_use)
 
     @property
     def max_packet_size(self) -> int:
@@ -167,23 +169,45 @@ class MbufPool:
         free = self._free
         burst = free[-count:]
         del free[-count:]
+        self._in_use.update(burst)
         return burst
 
     def free_burst(self, heads: Sequence[int]) -> None:
-        """Return packets (chain heads) to the pool, with all their segments."""
+        """Return packets (chain heads) to the pool, with all their segments; rejects foreign and double frees."""
         if not heads:
             return
-        if not self._owned.issuperset(heads):
-            strangers = [hex(va) for va in heads if va not in self._owned][:4]
-            raise KniMbufError("mbuf free", errno.EFAULT, f"pool {self.name!r} does not own mbufs {strangers}")
+        in_use = self._in_use
+        before = len(in_use)
+        in_use.difference_update(heads)
+        error = None
+        if before - len(in_use) != len(heads):  # foreign, already free, or repeated: slow path
+            heads, error = self._sort_out(heads)
         chains = self._chains
         if chains and any(map(chains.__contains__, heads)):
             for head in heads:
                 tail = chains.pop(head, None)
                 if tail is not None:
                     self._reset_chain([head, *tail])
+                    in_use.difference_update(tail)
                     self._free.extend(tail)
         self._free.extend(heads)
+        if error is not None:
+            raise error
+
+    def _sort_out(self, heads: Sequence[int]) -> Tuple[List[int], KniMbufError]:
+        """Split a bad burst into the mbufs that really were in use (still freed) and an error naming the rest."""
+        free = set(self._free)
+        unique = list(dict.fromkeys(heads))
+        valid = [va for va in unique if va in self._owned and va not in free]
+        foreign = [hex(va) for va in unique if va not in self._owned][:4]
+        already = [hex(va) for va in unique if va in free][:4]
+        if foreign:
+            error = KniMbufError("mbuf free", errno.EFAULT, f"pool {self.name!r} does not own mbufs {foreign}")
+        elif already:
+            error = KniMbufError("mbuf free", errno.EINVAL, f"pool {self.name!r}: mbufs {already} are already free")
+        else:
+            error = KniMbufError("mbuf free", errno.EINVAL, f"pool {self.name!r}: the same mbuf twice in one burst")
+        return valid, error
 
     def _reset_chain(self, segments: Iterable[int]) -> None:
         for va in segments:
@@ -249,7 +273,7 @@ class MbufPool:
             raise KniMbufError("mbuf chain", errno.EMSGSIZE, f"a {len(payload)}-byte payload needs too many segments")
         segments = self.alloc_burst(len(pieces))
         if len(segments) < len(pieces):
-            self._free.extend(segments)
+            self.free_burst(segments)
             raise KniMbufError("mbuf chain", errno.ENOBUFS, f"pool {self.name!r} has too few free mbufs")
         for va, piece in zip(segments, pieces):
             self.write_packet(va, piece)
@@ -335,3 +359,4 @@ class MbufPool:
             self.arena.free(zone)
         self._chunks = []
         self._free = []
+        self._in_use.clear()

@@ -66,10 +66,11 @@ def test_burst_alloc_and_free_accounting() -> None:
 
 def test_free_rejects_foreign_pointers() -> None:
     pool = MbufPool(anonymous_arena(SEGMENT), "pool", 4)
+    mine = pool.alloc_burst(1)[0]
     with pytest.raises(KniMbufError) as caught:
-        pool.free_burst([pool.alloc_burst(1)[0] + 8])
+        pool.free_burst([mine, mine + 8])
     assert caught.value.errno == errno.EFAULT
-    assert pool.available == 3
+    assert pool.available == 4  # the genuine one was still freed
 
 
 def test_write_and_read_packets() -> None:
@@ -156,3 +157,16 @@ def test_pool_argument_checks() -> None:
         MbufPool(arena, "p", 1, data_room=64, headroom=64)
     with pytest.raises(KniMbufError, match="exceeds a segment"):
         MbufPool(anonymous_arena(2048, segment_size=2048), "p", 1)
+
+
+def test_double_free_is_caught() -> None:
+    pool = MbufPool(anonymous_arena(SEGMENT), "pool", 4)
+    first, second = pool.alloc_burst(2)
+    pool.free_burst([first])
+    with pytest.raises(KniMbufError, match="already free") as caught:
+        pool.free_burst([first])
+    assert caught.value.errno == errno.EINVAL
+    with pytest.raises(KniMbufError, match="twice in one burst"):
+        pool.free_burst([second, second])
+    assert pool.available == 4 and pool.in_use == 0
+    assert len(set(pool.alloc_burst(4))) == 4
