@@ -35,7 +35,13 @@ unit:
 	$(VPY) -m pytest tests/unit
 
 # ansible-test needs the collection under ansible_collections/<namespace>/<name>/: copy what git would ship.
+# ansible-test seeds pip in its sanity virtualenvs with a script from a host outside the package
+# registries; tests/tools/get_pip_from_ensurepip.py takes its place in ansible-test's cache.
+ANSIBLE_TEST_DIR = $(VENV)/lib/python3.11/site-packages/ansible_test
 sanity:
+	pip_version=$$(grep -oP "pip='\K[0-9.]+" $(ANSIBLE_TEST_DIR)/_internal/python_requirements.py) && \
+	  mkdir -p ~/.ansible/test/cache && \
+	  cp tests/tools/get_pip_from_ensurepip.py ~/.ansible/test/cache/get_pip_$${pip_version//./_}.py
 	rm -rf $(SANITY_ROOT) && mkdir -p $(SANITY_ROOT)
 	git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t $(SANITY_ROOT)
 	cd $(SANITY_ROOT) && git init -q && git add -A && \

@@ -59,7 +59,7 @@ def test_network_namespace_with_veth_pair() -> None:
         sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sender.settimeout(1)
         reply = b""
-        for _ in range(20):  # the receiver may not be bound yet; retry until it answers
+        for _attempt in range(20):  # the receiver may not be bound yet; retry until it answers
             sender.sendto(b"across the veth", ("192.0.2.2", 9999))
             try:
                 reply = sender.recv(100)

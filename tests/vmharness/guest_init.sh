@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-3.0-or-later
 # PID 1 of a test guest after switch_root: fresh kernel filesystems, then the harness's command.
 # Results go to the writable 9p share at /kni-results; the guest powers off when done.

@@ -37,6 +37,7 @@ HOST_PACKAGES = (
     "openssh-client",
     "openssh-server",
     "iproute2",
+    "shellcheck",
     "make",
     "gcc",
     "libc6-dev",
