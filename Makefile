@@ -30,6 +30,7 @@ $(VENV)/.installed: requirements-dev.txt
 
 lint:
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 unit:
 	$(VPY) -m pytest tests/unit

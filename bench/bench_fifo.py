@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: kernelnic.kni contributors
 """Nanoseconds per entry for KniFifo put+get and MbufPool alloc+free, at burst sizes 1, 8, 32 and 256.
@@ -8,13 +8,14 @@ Run from the repository root: ``python bench/bench_fifo.py``. Needs no kernel mo
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import time
 from typing import Callable
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
-import conftest  # noqa: F401 - makes ansible_collections.kernelnic.kni importable
+importlib.import_module("conftest")  # makes ansible_collections.kernelnic.kni importable
 from ansible_collections.kernelnic.kni.plugins.module_utils._fifo import KniFifo
 from ansible_collections.kernelnic.kni.plugins.module_utils._mbuf import MbufPool
 from ansible_collections.kernelnic.kni.plugins.module_utils._memory import anonymous_arena
@@ -27,12 +28,33 @@ def measure(step: Callable[[], None], burst: int) -> float:
     """Best of three runs, in ns per entry."""
     rounds = max(1, ENTRIES_PER_RUN // burst)
     best = float("inf")
-    for _ in range(3):
+    for _round in range(3):
         start = time.perf_counter_ns()
-        for _ in range(rounds):
+        for _step in range(rounds):
             step()
         best = min(best, (time.perf_counter_ns() - start) / (rounds * burst))
     return best
+
+
+def steps(fifo: KniFifo, pool: MbufPool, values: list[int], burst: int) -> tuple[Callable[[], None], ...]:
+    """The four measured steps for one burst size."""
+
+    def round_trip() -> None:
+        fifo.put(values)
+        fifo.get(burst)
+
+    def put_only() -> None:
+        if fifo.put(values) == 0:
+            fifo.get()
+
+    def get_only() -> None:
+        if not fifo.get(burst):
+            fifo.put(values * (960 // burst or 1))
+
+    def alloc_free() -> None:
+        pool.free_burst(pool.alloc_burst(burst))
+
+    return round_trip, put_only, get_only, alloc_free
 
 
 def main() -> None:
@@ -42,22 +64,7 @@ def main() -> None:
     print(f"{'burst':>6} {'fifo put+get':>14} {'put':>8} {'get':>8} {'pool alloc+free':>16}  (ns/entry)")
     for burst in BURSTS:
         values = list(range(0x7F00_0000_0000, 0x7F00_0000_0000 + burst * 64, 64))
-
-        def round_trip(values: list[int] = values, burst: int = burst) -> None:
-            fifo.put(values)
-            fifo.get(burst)
-
-        def put_only(values: list[int] = values) -> None:
-            if fifo.put(values) == 0:
-                fifo.get()
-
-        def get_only(values: list[int] = values, burst: int = burst) -> None:
-            if not fifo.get(burst):
-                fifo.put(values * (960 // burst or 1))
-
-        def alloc_free(burst: int = burst) -> None:
-            pool.free_burst(pool.alloc_burst(burst))
-
+        round_trip, put_only, get_only, alloc_free = steps(fifo, pool, values, burst)
         print(
             f"{burst:>6} {measure(round_trip, burst):>14.1f} {measure(put_only, burst):>8.1f} "
             f"{measure(get_only, burst):>8.1f} {measure(alloc_free, burst):>16.1f}"

@@ -304,7 +304,7 @@ class MbufPool:
             data_off = int.from_bytes(
                 self._view[offset + MBUF_DATA_OFF_OFFSET : offset + MBUF_DATA_OFF_OFFSET + 2], "little"
             )
-            _, data_len = MBUF_LENGTHS.unpack_from(self._view, offset + MBUF_PKT_LEN_OFFSET)
+            _unused, data_len = MBUF_LENGTHS.unpack_from(self._view, offset + MBUF_PKT_LEN_OFFSET)
             start = offset + MBUF_SIZE + data_off
             if data_off + data_len > self.data_room:
                 raise KniMbufError(

@@ -45,7 +45,7 @@ def read_meminfo(path: str = MEMINFO_PATH) -> Dict[str, int]:
     values: Dict[str, int] = {}
     with open(path, encoding="ascii") as meminfo:
         for line in meminfo:
-            key, _, rest = line.partition(":")
+            key, _unused, rest = line.partition(":")
             fields = rest.split()
             if not fields or not fields[0].isdigit():
                 continue

@@ -144,7 +144,7 @@ def test_mbuf_size_cannot_exceed_the_pool() -> None:
 
 
 def test_ingress_tx_burst_and_free_q_recycling() -> None:
-    device, _, pool = make_device()
+    device, _unused, pool = make_device()
     packets = pool.write_packets([b"a" * 60, b"b" * 60, b"c" * 60])
     assert device.tx_burst(packets) == 3
     kernel_rx = device.fifo("rx").get()
@@ -156,14 +156,14 @@ def test_ingress_tx_burst_and_free_q_recycling() -> None:
 
 
 def test_tx_burst_stops_when_rx_q_is_full() -> None:
-    device, _, pool = make_device()
+    device, _unused, pool = make_device()
     device.fifo("rx").put([0] * 1020)
     packets = pool.write_packets([b"x"] * 5)
     assert device.tx_burst(packets) == 3
 
 
 def test_egress_rx_burst_reads_and_refills() -> None:
-    device, _, pool = make_device()
+    device, _unused, pool = make_device()
     for frame in (b"\x01" * 60, b"\x02" * 1514):
         kernel_transmit(device, frame)
     assert device.fifo("alloc").count() == 126
@@ -174,14 +174,14 @@ def test_egress_rx_burst_reads_and_refills() -> None:
 
 
 def test_rx_burst_refills_an_empty_alloc_q() -> None:
-    device, _, _ = make_device()
+    device, _unused, _unused2 = make_device()
     device.fifo("alloc").get()
     assert device.rx_burst() == []
     assert device.fifo("alloc").count() == 128
 
 
 def test_rx_burst_rejects_foreign_pointers() -> None:
-    device, _, _ = make_device()
+    device, _unused, _unused2 = make_device()
     device.fifo("tx").put([0x1000])
     with pytest.raises(KniError) as caught:
         device.rx_burst()
@@ -234,7 +234,7 @@ def test_requests_are_served_through_the_device() -> None:
 
 
 def test_update_link_writes_only_on_change(tmp_path: Path) -> None:
-    device, _, _ = make_device(arena=None)
+    device, _unused, _unused2 = make_device(arena=None)
     device.sysfs_net = str(tmp_path)
     carrier = tmp_path / "vEth0" / "carrier"
     carrier.parent.mkdir()

@@ -24,7 +24,7 @@ class KernelSide:
         return struct.unpack_from("<IIII", self.area, 0)
 
     def put(self, values: list[int]) -> int:
-        write, read, length, _ = self.header()
+        write, read, length, _unused = self.header()
         done = 0
         for value in values:
             new_write = (write + 1) & (length - 1)
@@ -37,7 +37,7 @@ class KernelSide:
         return done
 
     def get(self, count: int) -> list[int]:
-        write, read, length, _ = self.header()
+        write, read, length, _unused = self.header()
         out = []
         while len(out) < count and read != write:
             out.append(struct.unpack_from("<Q", self.area, 16 + 8 * read)[0])
@@ -70,14 +70,14 @@ def test_area_too_small() -> None:
 
 
 def test_attach_takes_len_from_the_header() -> None:
-    area, _ = make_fifo(64)
+    area, _unused = make_fifo(64)
     assert KniFifo.attach(area).length == 64
     with pytest.raises(KniFifoError):
         KniFifo.attach(bytearray(8))
 
 
 def test_put_is_limited_to_capacity() -> None:
-    _, fifo = make_fifo(8)
+    _unused, fifo = make_fifo(8)
     assert fifo.put(list(range(100, 120))) == 7
     assert fifo.put([1]) == 0
     assert fifo.get(100) == list(range(100, 107))
@@ -96,7 +96,7 @@ def test_wraparound_keeps_order_and_masked_indices() -> None:
 
 
 def test_64_bit_entries_survive() -> None:
-    _, fifo = make_fifo(4)
+    _unused, fifo = make_fifo(4)
     values = [0xFFFF_FFFF_FFFF_FFFF, 0x7F00_DEAD_BEEF_0040, 0]
     fifo.put(values)
     assert fifo.get() == values

@@ -182,19 +182,3 @@ def test_close_refuses_while_views_are_alive() -> None:
     assert (caught.value.step, caught.value.errno) == ("arena close", errno.EBUSY)
     leaked.release()
     arena.close()
-
-
-def test_real_hugepages_when_reserved() -> None:
-    """Runs only where hugepages are reserved (e.g. in the test VMs); checks PA mode end to end."""
-    if read_meminfo().get("HugePages_Free", 0) < 1:
-        pytest.skip("no free hugepages on this host")
-    try:
-        arena = map_hugepages(1, IovaMode.PA)
-    except KniMemoryError as error:
-        assert error.errno == errno.EPERM  # unprivileged: no physical addresses
-        return
-    zone = arena.reserve("fifo", 8208)
-    assert zone.iova % arena.segment_size == 0  # first zone of the first hugepage
-    assert zone.iova == PagemapReader().physical_address(zone.va)
-    arena.free(zone)
-    arena.close()
