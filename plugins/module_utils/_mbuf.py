@@ -329,11 +329,11 @@ class MbufPool:
             packet_type,
             pkt_len,
             data_len,
-            _,
-            _,
-            _,
+            _vlan_tci,
+            _hash,
+            _vlan_tci_outer,
             buf_len,
-            _,
+            _pool,
             next_va,
         ) = MBUF_HEAD.unpack_from(self._view, va - self._base)
         return MbufHeader(
