@@ -13,6 +13,7 @@ import dataclasses
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from typing import Optional
@@ -20,7 +21,14 @@ from typing import Optional
 from tests.vmharness import dmesg, initramfs, matrix
 
 GUEST_INIT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "guest_init.sh")
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 QEMU = "qemu-system-x86_64"
+
+
+def paths_under_tmp() -> list[str]:
+    """The checkout and virtualenv, when they live under /tmp, which the guest replaces with a fresh tmpfs."""
+    paths = {REPO_ROOT, os.path.realpath(sys.prefix)}
+    return sorted(path for path in paths if path == "/tmp" or path.startswith("/tmp/"))
 
 
 class GuestError(RuntimeError):
@@ -58,6 +66,7 @@ class Guest:
         self.results = tempfile.mkdtemp(prefix=f"kni-guest-{kernel.name}-")
         os.chmod(self.results, 0o755)
         self._write("command.sh", script if script.endswith("\n") else script + "\n")
+        self._write("keep_paths", "".join(f"{path}\n" for path in paths_under_tmp()))
         if ssh_port:
             self._write("ssh_port", f"{ssh_port}\n")
             self._write("authorized_keys", authorized_keys or "")
