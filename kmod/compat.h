@@ -39,13 +39,18 @@ static inline void kni_napi_add(struct net_device *dev,
 #endif
 }
 
-/* 6.12: NETIF_F_NETNS_LOCAL became the dev->netns_local bit. */
+/*
+ * 6.12: NETIF_F_NETNS_LOCAL became the dev->netns_local bit, renamed
+ * dev->netns_immutable in 6.14.
+ */
 static inline void kni_set_netns_local(struct net_device *dev)
 {
-#ifdef NETIF_F_NETNS_LOCAL
+#if defined(NETIF_F_NETNS_LOCAL)
 	dev->features |= NETIF_F_NETNS_LOCAL;
-#else
+#elif LINUX_VERSION_CODE < KERNEL_VERSION(6, 14, 0)
 	dev->netns_local = true;
+#else
+	dev->netns_immutable = true;
 #endif
 }
 

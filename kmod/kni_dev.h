@@ -39,6 +39,8 @@
 #define KNI_TX_BACKLOG		256
 /* Upstream's request timeout. */
 #define KNI_REQ_TIMEOUT		(3 * HZ)
+/* Idle kthread sleeps grow to 1/KNI_IDLE_RAMP of the silence so far. */
+#define KNI_IDLE_RAMP		16
 /* Largest interval accepted for the scheduling parameters (us). */
 #define KNI_INTERVAL_MAX_US	1000000
 
@@ -56,6 +58,7 @@ extern bool kni_bifurcated;
 extern bool kni_strict_required;
 extern unsigned long kni_min_interval_us;
 extern unsigned long kni_max_interval_us;
+extern unsigned long kni_idle_interval_us;
 int kni_params_parse(void);
 void kni_params_loaded(void);
 

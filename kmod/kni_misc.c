@@ -73,8 +73,6 @@ static void kni_devs_remove(struct list_head *doomed)
 		kni_thread_detach(kni);
 		napi_disable(&kni->napi);
 	}
-	list_for_each_entry(kni, doomed, list)
-		cancel_work_sync(&kni->rx_flags_work);
 
 	rtnl_lock();
 	list_for_each_entry(kni, doomed, list)
@@ -84,6 +82,8 @@ static void kni_devs_remove(struct list_head *doomed)
 
 	list_for_each_entry_safe(kni, tmp, doomed, list) {
 		list_del(&kni->list);
+		/* No ndo can run any more, so nothing can queue this again. */
+		cancel_work_sync(&kni->rx_flags_work);
 		netif_napi_del(&kni->napi);
 		skb_queue_purge(&kni->tx_backlog);
 		kni_return_leftovers(kni);

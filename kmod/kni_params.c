@@ -44,6 +44,8 @@ bool kni_strict_required;
 unsigned long kni_min_interval_us = 100;
 unsigned long kni_max_interval_us = 200;
 
+unsigned long kni_idle_interval_us = 20000;
+
 static bool kni_loaded;
 
 /* Intervals: range-checked always, min < max checked again at runtime. */
@@ -100,6 +102,30 @@ module_param_cb(max_scheduling_interval, &kni_max_interval_ops,
 		&kni_max_interval_us, 0644);
 MODULE_PARM_DESC(max_scheduling_interval,
 		 "Longest kthread sleep when idle, in microseconds (default=200, 0..1000000, above min; writable at runtime)");
+
+static int kni_idle_interval_set(const char *val, const struct kernel_param *kp)
+{
+	unsigned long us;
+
+	if (kstrtoul(val, 0, &us) || us > KNI_INTERVAL_MAX_US) {
+		pr_err("%s: invalid value '%s', must be 0..%d microseconds\n",
+		       kp->name, val, KNI_INTERVAL_MAX_US);
+		return -EINVAL;
+	}
+	WRITE_ONCE(kni_idle_interval_us, us);
+	return 0;
+}
+
+static const struct kernel_param_ops kni_idle_interval_ops = {
+	.set = kni_idle_interval_set,
+	.get = param_get_ulong,
+};
+
+/* Extension: how far the backoff goes once everything has been idle. */
+module_param_cb(idle_scheduling_interval, &kni_idle_interval_ops,
+		&kni_idle_interval_us, 0644);
+MODULE_PARM_DESC(idle_scheduling_interval,
+		 "Longest kthread sleep once the rings have been silent for a while (sleeps grow to 1/16 of the silence, up to this), in microseconds (default=20000, 0..1000000; at or below max_scheduling_interval: no deep idle; writable at runtime)");
 
 /* Returns 0 and the index of val in choices, or -EINVAL. */
 static int kni_param_choice(const char *name, const char *val,

@@ -7,18 +7,18 @@
  *
  * Differences from upstream, none visible on the wire: stale responses
  * left by a timed-out request are discarded before a new request is
- * posted; the wait is woken by the servicing kthread, re-checks every
- * few milliseconds on its own, and is aborted at once when the device is
- * being removed, so releasing an interface that is up never stalls.
+ * posted; the waiter polls resp_q itself every max_scheduling_interval
+ * (also woken by the servicing kthread), and is aborted at once when the
+ * device is being removed, so releasing an interface that is up never
+ * stalls.
  */
 #include <linux/jiffies.h>
+#include <linux/ktime.h>
 #include <linux/rtnetlink.h>
 #include <linux/sched/signal.h>
 
 #include "kni_dev.h"
 
-/* How often a waiter re-checks resp_q when nothing woke it. */
-#define KNI_REQ_RECHECK		max_t(unsigned long, 1, msecs_to_jiffies(5))
 
 static void kni_req_drain_stale(struct kni_dev *kni)
 {
@@ -31,6 +31,13 @@ static void kni_req_drain_stale(struct kni_dev *kni)
 static bool kni_req_answered(struct kni_dev *kni)
 {
 	return kni_ring_count(&kni->resp_q) || kni_dying(kni);
+}
+
+static ktime_t kni_req_poll_period(void)
+{
+	unsigned long us = max(READ_ONCE(kni_max_interval_us), 50UL);
+
+	return ns_to_ktime((u64)us * NSEC_PER_USEC);
 }
 
 /* Called with req_lock held; returns 0 or a negative errno. */
@@ -47,9 +54,14 @@ static int kni_req_wait(struct kni_dev *kni)
 			return -ENODEV;
 		if (left <= 0 || signal_pending(current))
 			return -ETIME;
-		wait_event_interruptible_timeout(kni->req_wq,
-						 kni_req_answered(kni),
-						 min_t(long, left, KNI_REQ_RECHECK));
+		/*
+		 * Userspace cannot signal us: poll resp_q at the kthread's
+		 * active rate, independently of how far the kthread has backed
+		 * off; teardown and the kthread wake us earlier.
+		 */
+		wait_event_interruptible_hrtimeout(kni->req_wq,
+						   kni_req_answered(kni),
+						   kni_req_poll_period());
 	}
 }
 

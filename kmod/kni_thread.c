@@ -10,11 +10,18 @@
  * Unlike upstream's 1000-iteration spin between sleeps, a pass that finds
  * nothing to do puts the thread to sleep, and consecutive idle passes
  * double the sleep from min_scheduling_interval up to
- * max_scheduling_interval.  The sleep is interruptible (no load average)
- * and hrtimer based; egress in IOVA=VA mode wakes the thread early.
+ * max_scheduling_interval.  Beyond that, the longer the silence, the longer
+ * the sleep (1/16 of the silence so far, at most idle_scheduling_interval,
+ * 20 ms by default), so an idle thread costs about 50 short wakeups per
+ * second while a frame ending a silence is delayed by at most 1/16 of it.
+ * Any work resets the sleep to min_scheduling_interval.  The sleep is interruptible (no load
+ * average) and hrtimer based; egress in IOVA=VA mode wakes the thread
+ * early, and request waiters poll resp_q themselves.
  */
 #include <linux/hrtimer.h>
 #include <linux/kthread.h>
+#include <linux/ktime.h>
+#include <linux/math64.h>
 #include <linux/sched.h>
 
 #include "kni_dev.h"
@@ -36,17 +43,29 @@ static void kni_thread_sleep(unsigned long us)
 static void kni_thread_loop(int (*pass)(void *arg), void *arg)
 {
 	unsigned long interval = READ_ONCE(kni_min_interval_us);
+	u64 last_work = ktime_get_ns();
 
 	while (!kthread_should_stop()) {
 		unsigned long lo = READ_ONCE(kni_min_interval_us);
 		unsigned long hi = READ_ONCE(kni_max_interval_us);
+		unsigned long idle_us;
 
 		if (pass(arg)) {
 			interval = lo;
+			last_work = ktime_get_ns();
 			cond_resched();
 			continue;
 		}
 		kni_thread_sleep(interval);
+		/*
+		 * Deep idle: past max_scheduling_interval the ceiling grows
+		 * with the silence, so a frame that ends a silence of T waits
+		 * at most T / KNI_IDLE_RAMP, and never more than
+		 * idle_scheduling_interval.
+		 */
+		idle_us = div_u64(ktime_get_ns() - last_work,
+				  NSEC_PER_USEC * KNI_IDLE_RAMP);
+		hi = max(hi, min(idle_us, READ_ONCE(kni_idle_interval_us)));
 		interval = clamp(interval ? 2 * interval : 1, lo, hi);
 	}
 }
