@@ -246,7 +246,9 @@ netdev_tx_t kni_start_xmit(struct sk_buff *skb, struct net_device *dev)
 static int kni_rx_normal(struct kni_dev *kni, int budget,
 			 struct napi_struct *napi, struct sk_buff_head *out)
 {
-	bool running = netif_running(kni->netdev);
+	/* Loopback works whether the interface is up or not (upstream). */
+	bool running = netif_running(kni->netdev) ||
+		       kni_lo_mode == KNI_LO_FIFO_SKB;
 	u64 entries[KNI_BURST], done[KNI_BURST];
 	u32 i, n, nr_done = 0;
 
