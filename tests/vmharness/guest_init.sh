@@ -20,14 +20,14 @@ while read -r path; do
     [ -n "$path" ] || continue
     mkdir -p "/run/kni-keep/$kept" && mount --bind "$path" "/run/kni-keep/$kept"
     kept=$((kept + 1))
-done < <(cat "$results/keep_paths" 2>/dev/null)
+done < "$results/keep_paths"
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 kept=0
 while read -r path; do
     [ -n "$path" ] || continue
     mkdir -p "$path" && mount --move "/run/kni-keep/$kept" "$path"
     kept=$((kept + 1))
-done < <(cat "$results/keep_paths" 2>/dev/null)
+done < "$results/keep_paths"
 mount -t hugetlbfs hugetlbfs /dev/hugepages
 mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
