@@ -1,0 +1,480 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright: kernelnic.kni contributors
+"""rte_kni through DKMS: status parsing, kernel and header discovery, Secure Boot facts, plan and apply.
+
+DKMS does the work (``dkms add/build/install/remove/status``); this file only decides which of those commands a
+host needs. ``parse_status`` reads both output formats:
+
+* DKMS 2.x: ``rte_kni, 1.0, 6.1.0-56-amd64, x86_64: installed`` and ``rte_kni, 1.0: added``
+* DKMS 3.x: ``rte_kni/1.0, 6.1.0-56-amd64, x86_64: installed`` and ``rte_kni/1.0: added``
+
+with optional trailing notes such as ``(original_module exists)`` or ``(WARNING! ...)``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+
+from ansible_collections.kernelnic.kni.plugins.module_utils._changes import DifferenceTracker
+from ansible_collections.kernelnic.kni.plugins.module_utils._host import MODULE_NAME, Host, HostPaths, read_text
+
+STATES = ("present", "absent")
+DEFAULT_SIGNING_KEY = "/var/lib/dkms/mok.key"
+DEFAULT_CERTIFICATE = "/var/lib/dkms/mok.pub"
+
+_STATUS_LINE = re.compile(
+    r"^(?P<module>[^\s,/:]+)(?:/|,\s*)(?P<version>[^\s,:/]+)"
+    r"(?:,\s*(?P<kernel>[^\s,:]+),\s*(?P<arch>[^\s,:]+))?"
+    r"\s*:\s*(?P<state>[A-Za-z][A-Za-z-]*)(?P<extra>.*)$"
+)
+_CONF_VALUE = re.compile(r"""^\s*(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>"[^"]*"|'[^']*'|[^\s#;]*)""")
+
+
+class StatusEntry(NamedTuple):
+    module: str
+    version: str
+    kernel: Optional[str]  # None for "added" lines
+    arch: Optional[str]
+    state: str  # added, built, installed, installed-weak
+    note: str
+
+
+def parse_status(text: str) -> Tuple[List[StatusEntry], List[str]]:
+    """Entries from ``dkms status`` output (2.x or 3.x) and the lines that are not status lines."""
+    entries: List[StatusEntry] = []
+    other: List[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        match = _STATUS_LINE.match(line)
+        if match is None:
+            other.append(line)
+            continue
+        entries.append(
+            StatusEntry(
+                match.group("module"),
+                match.group("version"),
+                match.group("kernel"),
+                match.group("arch"),
+                match.group("state").lower(),
+                match.group("extra").strip(),
+            )
+        )
+    return entries, other
+
+
+def kernel_states(entries: Sequence[StatusEntry], version: str) -> Dict[str, str]:
+    """``{kernel: built|installed}`` for one version of rte_kni."""
+    states: Dict[str, str] = {}
+    for entry in entries:
+        if entry.module == MODULE_NAME and entry.version == version and entry.kernel:
+            states[entry.kernel] = entry.state
+    return states
+
+
+def versions(entries: Sequence[StatusEntry]) -> List[str]:
+    found: List[str] = []
+    for entry in entries:
+        if entry.module == MODULE_NAME and entry.version not in found:
+            found.append(entry.version)
+    return found
+
+
+def read_dkms_conf(source: str) -> Dict[str, str]:
+    """The PACKAGE_NAME and PACKAGE_VERSION (and any other simple assignments) of ``source``/dkms.conf."""
+    text = read_text(os.path.join(source, "dkms.conf"))
+    values: Dict[str, str] = {}
+    for line in (text or "").splitlines():
+        match = _CONF_VALUE.match(line)
+        if match:
+            values[match.group("key")] = match.group("value").strip("\"'")
+    return values
+
+
+def installed_kernels(paths: HostPaths) -> List[str]:
+    """Kernel releases with modules under /lib/modules (leftover directories without modules.order are ignored)."""
+    try:
+        names = sorted(os.listdir(paths.lib_modules))
+    except OSError:
+        return []
+    return [
+        name
+        for name in names
+        if os.path.exists(os.path.join(paths.lib_modules, name, "modules.order"))
+        or os.path.isdir(os.path.join(paths.lib_modules, name, "kernel"))
+    ]
+
+
+def has_headers(paths: HostPaths, kernel: str) -> bool:
+    """DKMS builds against /lib/modules/<kernel>/build; a dangling link or an empty directory is no headers."""
+    return os.path.isfile(os.path.join(paths.lib_modules, kernel, "build", "Makefile"))
+
+
+def os_family(paths: HostPaths) -> List[str]:
+    ids: List[str] = []
+    for line in (read_text(paths.os_release) or "").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key in ("ID", "ID_LIKE"):
+            ids.extend(value.strip().strip("\"'").split())
+    return ids
+
+
+def headers_package(paths: HostPaths, kernel: str) -> str:
+    family = os_family(paths)
+    if any(name in ("debian", "ubuntu") for name in family):
+        return f"linux-headers-{kernel}"
+    if any(name in ("rhel", "fedora", "centos") for name in family):
+        return f"kernel-devel-{kernel}"
+    if any("suse" in name for name in family):
+        return "kernel-default-devel"
+    return f"the kernel headers for {kernel}"
+
+
+def target_kernels(
+    paths: HostPaths, running: str, explicit: Optional[Sequence[str]]
+) -> Tuple[List[str], List[str], List[str]]:
+    """(kernels to build for, kernels skipped for lack of headers, kernels that must have headers but do not).
+
+    Without an explicit list: the running kernel (which must have headers) and every installed kernel with
+    headers. With one: exactly those kernels, all of which must have headers.
+    """
+    if explicit:
+        wanted = list(dict.fromkeys(explicit))
+        missing = [kernel for kernel in wanted if not has_headers(paths, kernel)]
+        return [k for k in wanted if k not in missing], [], missing
+    candidates = list(dict.fromkeys([running, *installed_kernels(paths)]))
+    targets = [kernel for kernel in candidates if has_headers(paths, kernel)]
+    skipped = [kernel for kernel in candidates if kernel != running and kernel not in targets]
+    missing = [] if running in targets else [running]
+    return targets, skipped, missing
+
+
+def missing_headers_message(paths: HostPaths, missing: Sequence[str]) -> str:
+    packages = " ".join(headers_package(paths, kernel) for kernel in missing)
+    listing = ", ".join(f"{kernel} (/lib/modules/{kernel}/build)" for kernel in missing)
+    return f"kernel headers are missing for {listing}; nothing was changed. Install {packages} and run again"
+
+
+class SecureBoot(NamedTuple):
+    state: str  # enabled, disabled, unknown
+    detail: str
+    signing_key: str
+    certificate: str
+    certificate_exists: bool
+    key_enrolled: Optional[bool]
+
+    def as_dict(self) -> Dict[str, object]:
+        return dict(self._asdict())
+
+
+def signing_files(paths: HostPaths) -> Tuple[str, str]:
+    """The (key, certificate) DKMS signs with: ``mok_signing_key`` / ``mok_certificate`` from framework.conf
+    (and framework.conf.d, later files winning, as DKMS reads them), else /var/lib/dkms/mok.key and mok.pub."""
+    key, certificate = DEFAULT_SIGNING_KEY, DEFAULT_CERTIFICATE
+    files = [paths.dkms_framework_conf, *sorted(glob.glob(os.path.join(paths.dkms_framework_conf_d, "*.conf")))]
+    for path in files:
+        for line in (read_text(path) or "").splitlines():
+            match = _CONF_VALUE.match(line)
+            if not match:
+                continue
+            value = match.group("value").strip("\"'")
+            if match.group("key") == "mok_signing_key" and value:
+                key = value
+            elif match.group("key") == "mok_certificate" and value:
+                certificate = value
+    return key, certificate
+
+
+def parse_sb_state(text: str) -> str:
+    lowered = text.lower()
+    if "secureboot enabled" in lowered:
+        return "enabled"
+    if "secureboot disabled" in lowered:
+        return "disabled"
+    return "unknown"
+
+
+def parse_test_key(text: str) -> Optional[bool]:
+    lowered = text.lower()
+    if "is already enrolled" in lowered:
+        return True
+    if "is not enrolled" in lowered:
+        return False
+    return None
+
+
+def secure_boot(host: Host) -> SecureBoot:
+    key, certificate = signing_files(host.paths)
+    certificate_exists = os.path.isfile(host.paths.path(certificate)) if not certificate.startswith("pkcs11:") else True
+    mokutil = host.which("mokutil")
+    if mokutil is None:
+        return SecureBoot("unknown", "mokutil is not installed", key, certificate, certificate_exists, None)
+    rc, out, err = host.run([mokutil, "--sb-state"])
+    text = (out + "\n" + err).strip()
+    state = parse_sb_state(text)
+    enrolled = None
+    if state == "enabled" and certificate_exists and not certificate.startswith("pkcs11:"):
+        rc, out, err = host.run([mokutil, "--test-key", certificate])
+        enrolled = parse_test_key(out + "\n" + err)
+    return SecureBoot(
+        state, text.splitlines()[0] if text else f"mokutil rc {rc}", key, certificate, certificate_exists, enrolled
+    )
+
+
+def secure_boot_warning(info: SecureBoot) -> Optional[str]:
+    if info.state != "enabled":
+        return None
+    if not info.certificate_exists:
+        return (
+            f"Secure Boot is enabled and {info.certificate} does not exist: DKMS will create a signing key "
+            f"({info.signing_key}); rte_kni loads only after `mokutil --import {info.certificate}` and a reboot "
+            "with console access to confirm the enrolment"
+        )
+    if info.key_enrolled is False:
+        return (
+            f"Secure Boot is enabled and the DKMS signing certificate {info.certificate} is not enrolled: run "
+            f"`mokutil --import {info.certificate}` and confirm the enrolment at the console after a reboot"
+        )
+    return None
+
+
+class Vermagic(NamedTuple):
+    vermagic: Optional[str]
+    filename: Optional[str]
+
+    def matches(self, kernel: str) -> bool:
+        return bool(self.vermagic) and (self.vermagic or "").split()[0] == kernel
+
+
+def read_vermagic(host: Host, kernel: str) -> Vermagic:
+    """What modprobe would load for ``kernel``: ``modinfo -k <kernel> rte_kni``'s vermagic and filename."""
+    modinfo = host.which("modinfo")
+    if modinfo is None:
+        return Vermagic(None, None)
+    values: List[Optional[str]] = []
+    for field in ("vermagic", "filename"):
+        result = host.run([modinfo, "-F", field, "-k", kernel, MODULE_NAME])
+        text = result[1].strip().splitlines()
+        values.append(text[0].strip() if result[0] == 0 and text else None)
+    return Vermagic(values[0], values[1])
+
+
+class DkmsRequest(NamedTuple):
+    state: str
+    version: Optional[str]
+    source: Optional[str]
+    kernels: Optional[List[str]]
+
+
+class Command(NamedTuple):
+    verb: str  # add, build, install, remove
+    version: str
+    kernel: Optional[str] = None  # None: every kernel (remove --all)
+    source: Optional[str] = None
+
+    def argv(self, dkms: str) -> List[str]:
+        if self.verb == "add":
+            if self.source and self.source.rstrip("/") != f"/usr/src/{MODULE_NAME}-{self.version}":
+                return [dkms, "add", self.source]
+            return [dkms, "add", "-m", MODULE_NAME, "-v", self.version]
+        argv = [dkms, self.verb, "-m", MODULE_NAME, "-v", self.version]
+        if self.kernel:
+            return [*argv, "-k", self.kernel]
+        return [*argv, "--all"]
+
+
+class DkmsPlan(NamedTuple):
+    commands: List[Command]
+    tracker: DifferenceTracker
+
+
+def plan(request: DkmsRequest, entries: Sequence[StatusEntry], targets: Sequence[str]) -> DkmsPlan:
+    """The DKMS commands that bring the status to the request. ``request.version`` is resolved for present."""
+    tracker = DifferenceTracker()
+    commands: List[Command] = []
+    known = versions(entries)
+    if request.state == "present":
+        version = request.version or ""
+        states = kernel_states(entries, version)
+        tracker.add("version", version if version in known else None, version)
+        if version not in known:
+            commands.append(Command("add", version, source=request.source))
+        for kernel in targets:
+            current = states.get(kernel, "added" if version in known else "absent")
+            tracker.add(kernel, current, "installed")
+            if current == "installed":
+                continue
+            if current != "built":
+                commands.append(Command("build", version, kernel))
+            commands.append(Command("install", version, kernel))
+        return DkmsPlan(commands, tracker)
+
+    chosen = [request.version] if request.version else known
+    for version in chosen:
+        if version not in known:
+            continue
+        states = kernel_states(entries, version)
+        if request.kernels:
+            for kernel in request.kernels:
+                if kernel in states:
+                    tracker.add(f"{version}/{kernel}", states[kernel], None)
+                    commands.append(Command("remove", version, kernel))
+        else:
+            tracker.add(version, "added", None)
+            for kernel, state in states.items():
+                tracker.add(f"{version}/{kernel}", state, None)
+            commands.append(Command("remove", version))
+    return DkmsPlan(commands, tracker)
+
+
+class DkmsError(Exception):
+    """A DKMS command failed; the message carries its output."""
+
+
+def run_dkms(host: Host, dkms: str, argv: List[str]) -> str:
+    rc, out, err = host.run(argv)
+    if rc != 0:
+        output = "\n".join(part.strip() for part in (out, err) if part.strip())
+        raise DkmsError(f"`{' '.join(argv)}` failed (rc {rc}): {output[-3000:] or 'no output'}")
+    return out
+
+
+def read_status(host: Host, dkms: str) -> Tuple[List[StatusEntry], List[str]]:
+    rc, out, err = host.run([dkms, "status", "-m", MODULE_NAME])
+    entries, other = parse_status(out)
+    problems = [line for line in other + err.splitlines() if line.strip()]
+    if rc != 0 and not entries:
+        problems.append(f"dkms status exited with rc {rc}")
+    return entries, problems
+
+
+class DkmsFailure(Exception):
+    """The module must fail; ``result`` carries what is known so far."""
+
+    def __init__(self, message: str, result: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__(message)
+        self.result = result or {}
+
+
+def resolve_version(host: Host, args: Mapping[str, Any]) -> Tuple[str, str]:
+    """(version, source) for state=present: version from the argument or from source/dkms.conf."""
+    version = args.get("version")
+    source = args.get("source")
+    if not version:
+        if not source:
+            raise DkmsFailure("version is required unless source points at an rte_kni tree with a dkms.conf")
+        version = read_dkms_conf(host.paths.path(source)).get("PACKAGE_VERSION")
+        if not version:
+            raise DkmsFailure(f"{source}/dkms.conf does not exist or sets no PACKAGE_VERSION; set version")
+    return str(version), str(source or f"/usr/src/{MODULE_NAME}-{version}")
+
+
+def check_source(host: Host, source: str, version: str) -> None:
+    """The tree ``dkms add`` gets must be rte_kni at ``version``."""
+    conf = read_dkms_conf(host.paths.path(source))
+    if not conf:
+        raise DkmsFailure(f"{source}/dkms.conf was not found: source must be the rte_kni source tree (kmod/)")
+    if conf.get("PACKAGE_NAME") != MODULE_NAME:
+        raise DkmsFailure(f"{source}/dkms.conf builds {conf.get('PACKAGE_NAME')!r}, not {MODULE_NAME}")
+    if conf.get("PACKAGE_VERSION") != version:
+        raise DkmsFailure(
+            f"{source}/dkms.conf has PACKAGE_VERSION {conf.get('PACKAGE_VERSION')!r}, but version is {version!r}"
+        )
+
+
+def vermagic_problem(kernel: str, found: Vermagic) -> Optional[str]:
+    if found.matches(kernel):
+        return None
+    if not found.vermagic:
+        return f"modinfo finds no {MODULE_NAME} for {kernel}"
+    return f"{found.filename or MODULE_NAME} has vermagic {found.vermagic!r}, which does not match kernel {kernel}"
+
+
+def execute(
+    host: Host,
+    args: Mapping[str, Any],
+    check_mode: bool,
+    want_diff: bool,
+    warn: Callable[[str], None],
+) -> Dict[str, Any]:
+    """kni_dkms end to end: the module's result dict; warnings go to ``warn`` as they arise."""
+    state = args.get("state") or "present"
+    explicit = list(args.get("kernels") or []) or None
+    result: Dict[str, Any] = {"changed": False, "commands": [], "kernels": [], "skipped_kernels": []}
+    dkms = host.which("dkms")
+    if dkms is None:
+        if state == "absent":
+            result.update(version=args.get("version"), source=args.get("source"))
+            return result
+        raise DkmsFailure("dkms was not found; install the dkms package")
+    entries, problems = read_status(host, dkms)
+    for line in problems:
+        warn(f"dkms status: {line}")
+
+    if state == "present":
+        version, source = resolve_version(host, args)
+        if version not in versions(entries):
+            check_source(host, source, version)
+        targets, skipped, missing = target_kernels(host.paths, host.paths.kernel_release(), explicit)
+        if missing:
+            raise DkmsFailure(missing_headers_message(host.paths, missing), {"missing_headers": missing})
+        if skipped:
+            warn(f"no kernel headers, not building for: {', '.join(skipped)}")
+        boot = secure_boot(host)
+        boot_warning = secure_boot_warning(boot)
+        if boot_warning:
+            warn(boot_warning)
+        result.update(version=version, source=source, skipped_kernels=skipped, secure_boot=boot.as_dict())
+        request = DkmsRequest(state, version, source, explicit)
+    else:
+        version = args.get("version")
+        targets = []
+        request = DkmsRequest(state, version, args.get("source"), explicit)
+        result.update(version=version, source=args.get("source"))
+
+    before = kernel_states(entries, version) if version else {}
+    if state == "present":
+        for kernel in targets:
+            if before.get(kernel) == "installed":
+                problem = vermagic_problem(kernel, read_vermagic(host, kernel))
+                if problem:
+                    raise DkmsFailure(f"DKMS lists {MODULE_NAME} {version} as installed for {kernel}, but {problem}")
+    dkms_plan = plan(request, entries, targets)
+    result["changed"] = bool(dkms_plan.commands)
+    result["commands"] = [" ".join(command.argv("dkms")) for command in dkms_plan.commands]
+    if want_diff and dkms_plan.tracker.has_differences():
+        result["diff"] = dkms_plan.tracker.before_after()
+
+    after = before
+    if dkms_plan.commands and not check_mode:
+        for command in dkms_plan.commands:
+            try:
+                run_dkms(host, dkms, command.argv(dkms))
+            except DkmsError as exc:
+                raise DkmsFailure(str(exc), result) from exc
+        entries, problems = read_status(host, dkms)
+        after = kernel_states(entries, version) if version else {}
+    kernels = []
+    for kernel in targets:
+        entry: Dict[str, Any] = {"kernel": kernel, "state": after.get(kernel, "absent"), "before": before.get(kernel)}
+        if check_mode and dkms_plan.commands:
+            entry["state"] = "installed"
+        if entry["state"] == "installed" and not (check_mode and before.get(kernel) != "installed"):
+            found = read_vermagic(host, kernel)
+            entry.update(vermagic=found.vermagic, module_path=found.filename, vermagic_ok=found.matches(kernel))
+            problem = vermagic_problem(kernel, found)
+            if problem:
+                raise DkmsFailure(f"after dkms install for {kernel}: {problem}", result)
+        else:
+            entry.update(vermagic=None, module_path=None, vermagic_ok=None)
+        kernels.append(entry)
+    if state == "present" and not check_mode:
+        failed = [entry["kernel"] for entry in kernels if entry["state"] != "installed"]
+        if failed:
+            raise DkmsFailure(f"DKMS does not list {MODULE_NAME} {version} as installed for {', '.join(failed)}")
+    result["kernels"] = kernels
+    return result
