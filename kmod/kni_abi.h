@@ -156,7 +156,13 @@ struct rte_kni_mem_region {
 #define RTE_KNI_MEM_REGION_MAX_LEN	(16ULL << 30)	/* 16 GiB */
 
 /* Layout checks against kni-abi.md (x86_64). */
+#ifdef __cplusplus
+#define KNI_ABI_CHECK(expr) static_assert(expr, #expr)
+#define KNI_ALIGNOF(type) alignof(type)
+#else
 #define KNI_ABI_CHECK(expr) _Static_assert(expr, #expr)
+#define KNI_ALIGNOF(type) _Alignof(type)
+#endif
 
 KNI_ABI_CHECK(sizeof(struct rte_kni_request) == 17);
 KNI_ABI_CHECK(offsetof(struct rte_kni_request, req_id) == 0);
@@ -175,7 +181,7 @@ KNI_ABI_CHECK(offsetof(struct rte_kni_fifo, elem_size) == 12);
 KNI_ABI_CHECK(offsetof(struct rte_kni_fifo, buffer) == 16);
 
 KNI_ABI_CHECK(sizeof(struct rte_kni_mbuf) == 128);
-KNI_ABI_CHECK(_Alignof(struct rte_kni_mbuf) == 64);
+KNI_ABI_CHECK(KNI_ALIGNOF(struct rte_kni_mbuf) == 64);
 KNI_ABI_CHECK(offsetof(struct rte_kni_mbuf, buf_addr) == 0);
 KNI_ABI_CHECK(offsetof(struct rte_kni_mbuf, buf_iova) == 8);
 KNI_ABI_CHECK(offsetof(struct rte_kni_mbuf, data_off) == 16);
@@ -191,7 +197,7 @@ KNI_ABI_CHECK(offsetof(struct rte_kni_mbuf, pool) == 56);
 KNI_ABI_CHECK(offsetof(struct rte_kni_mbuf, next) == 64);
 
 KNI_ABI_CHECK(sizeof(struct rte_kni_device_info) == 136);
-KNI_ABI_CHECK(_Alignof(struct rte_kni_device_info) == 8);
+KNI_ABI_CHECK(KNI_ALIGNOF(struct rte_kni_device_info) == 8);
 KNI_ABI_CHECK(offsetof(struct rte_kni_device_info, name) == 0);
 KNI_ABI_CHECK(offsetof(struct rte_kni_device_info, tx_phys) == 16);
 KNI_ABI_CHECK(offsetof(struct rte_kni_device_info, rx_phys) == 24);
@@ -224,5 +230,6 @@ KNI_ABI_CHECK(RTE_KNI_IOCTL_RELEASE == 0xC0880003u);
 KNI_ABI_CHECK(RTE_KNI_IOCTL_REGISTER_MEM == 0xC0180010u);
 
 #undef KNI_ABI_CHECK
+#undef KNI_ALIGNOF
 
 #endif /* KNI_ABI_H */
