@@ -27,7 +27,8 @@ QEMU = "qemu-system-x86_64"
 
 def paths_under_tmp() -> list[str]:
     """The checkout and virtualenv, when they live under /tmp, which the guest replaces with a fresh tmpfs."""
-    under_tmp = sorted(path for path in {REPO_ROOT, os.path.realpath(sys.prefix)} if path.startswith("/tmp/"))
+    candidates = (REPO_ROOT, os.path.realpath(sys.prefix))
+    under_tmp = sorted({path for path in candidates if path.startswith("/tmp/")})
     # A path inside another kept path comes along with it.
     return [path for path in under_tmp if not any(path.startswith(other + "/") for other in under_tmp)]
 
