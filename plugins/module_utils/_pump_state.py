@@ -1,0 +1,119 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright: kernelnic.kni contributors
+"""kni-pump's persisted desired state: one JSON file, replaced atomically.
+
+The file is written to a temporary name in the same directory, fsync'ed, renamed over ``state.json`` and the
+directory fsync'ed, so after a crash or power cut the file is either the old state or the new one, never a mix.
+It records the digest of the configuration file it was derived from: on start the daemon uses the configuration
+file if it changed since (an operator or Ansible edited it), else the state, which includes control-socket changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import hashlib
+import json
+import os
+import tempfile
+from typing import List, Optional, Sequence
+
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import (
+    ConfigError,
+    InterfaceConfig,
+    desired_state_document,
+    parse_desired_state,
+)
+
+STATE_FILE = "state.json"
+
+
+class StateError(Exception):
+    """The state file could not be read or written; the message names the path."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PersistedState:
+    interfaces: List[InterfaceConfig]
+    config_digest: Optional[str]
+
+
+def config_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def state_path(state_dir: str) -> str:
+    return os.path.join(state_dir, STATE_FILE)
+
+
+def write_state(state_dir: str, interfaces: Sequence[InterfaceConfig], digest: Optional[str]) -> None:
+    """Atomically replace the state file (write temp + fsync + rename + fsync directory)."""
+    document = desired_state_document(interfaces)
+    document["config_digest"] = digest
+    data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{STATE_FILE}.", suffix=".tmp", dir=state_dir)
+    except OSError as exc:
+        raise StateError(f"cannot create a temporary file in {state_dir}: {exc.strerror}") from exc
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, state_path(state_dir))
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise StateError(f"cannot write {state_path(state_dir)}: {exc.strerror}") from exc
+    _fsync_directory(state_dir)
+
+
+def _fsync_directory(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EROFS):  # some file systems cannot sync a directory
+            raise StateError(f"cannot sync directory {path}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+
+
+def read_state(state_dir: str) -> Optional[PersistedState]:
+    """The persisted state, or None if there is none yet; a corrupt file raises ``StateError``."""
+    path = state_path(state_dir)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        document = json.loads(data)
+    except ValueError as exc:
+        raise StateError(f"{path} is not valid JSON ({exc}); fix or remove it") from exc
+    if not isinstance(document, dict):
+        raise StateError(f"{path} does not hold a JSON object")
+    digest = document.pop("config_digest", None)
+    try:
+        interfaces = parse_desired_state(document)
+    except ConfigError as exc:
+        raise StateError(f"{path}: {exc}") from exc
+    return PersistedState(interfaces, digest if isinstance(digest, str) else None)
+
+
+def remove_stale_temporaries(state_dir: str) -> None:
+    """Temporary files left by a crash between create and rename; they are never the state."""
+    try:
+        names = os.listdir(state_dir)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(f".{STATE_FILE}.") and name.endswith(".tmp"):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(state_dir, name))
