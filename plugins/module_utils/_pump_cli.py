@@ -1,0 +1,239 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright: kernelnic.kni contributors
+"""``kni-pump`` command line: ``run`` the daemon, or talk to it (``status``, ``get``, ``apply``, ``delete``, ``stats``).
+
+Run as ``python3 -m ansible_collections.kernelnic.kni.plugins.module_utils._pump_cli`` with the collection's parent
+directory on ``PYTHONPATH`` (the role installs a ``kni-pump`` wrapper that does exactly that).
+
+Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or request (systemd does not restart on 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import grp
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from typing import Any, Dict, List, Optional, Sequence
+
+from ansible_collections.kernelnic.kni.plugins.module_utils._abi import IovaMode, KniError
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import (
+    ConfigError,
+    InterfaceConfig,
+    parse_desired_state,
+)
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import ControlClient, ControlError
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import PumpDaemon, Settings
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_netlink import LinkMonitor, RtnlClient, RtnlWorker
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_state import (
+    StateError,
+    config_digest,
+    read_state,
+    remove_stale_temporaries,
+)
+
+DEFAULT_SOCKET = "/run/kni-pump/control.sock"
+DEFAULT_STATE_DIR = "/var/lib/kni-pump"
+EXIT_FAILURE = 1
+EXIT_INVALID = 2
+LOG = logging.getLogger("kni-pump")
+
+
+def sd_notify(message: str) -> bool:
+    """Send a datagram to systemd's NOTIFY_SOCKET (Type=notify), if there is one."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]  # abstract namespace
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.connect(address)
+        sock.sendall(message.encode())
+    return True
+
+
+def load_config(path: str) -> tuple[List[InterfaceConfig], str]:
+    with open(path, "rb") as handle:
+        data = handle.read()
+    try:
+        document = json.loads(data)
+    except ValueError as exc:
+        raise ConfigError("config", f"{path} is not valid JSON: {exc}") from exc
+    return parse_desired_state(document), config_digest(data)
+
+
+def initial_state(config_path: Optional[str], state_dir: str) -> tuple[List[InterfaceConfig], Optional[str]]:
+    """The configuration file if it changed since the state was saved (or there is no state), else the state."""
+    persisted = read_state(state_dir)
+    if config_path is None:
+        return (persisted.interfaces if persisted else []), (persisted.config_digest if persisted else None)
+    interfaces, digest = load_config(config_path)
+    if persisted is not None and persisted.config_digest == digest:
+        # Same file as last time: the state also holds control-socket changes and generated MACs.
+        return persisted.interfaces, digest
+    if persisted is not None:
+        macs = {interface.name: interface.mac for interface in persisted.interfaces}
+        interfaces = [
+            interface if interface.mac else _with_mac(interface, macs.get(interface.name)) for interface in interfaces
+        ]
+    return interfaces, digest
+
+
+def _with_mac(interface: InterfaceConfig, mac: Optional[str]) -> InterfaceConfig:
+    return dataclasses.replace(interface, mac=mac) if mac else interface
+
+
+def run(args: argparse.Namespace) -> int:
+    from ansible_collections.kernelnic.kni.plugins.module_utils._pump_kni import KernelKni
+
+    os.makedirs(args.state_dir, mode=0o700, exist_ok=True)
+    remove_stale_temporaries(args.state_dir)
+    try:
+        interfaces, digest = initial_state(args.config, args.state_dir)
+    except ConfigError as exc:
+        LOG.error("invalid configuration: %s", exc)
+        return EXIT_INVALID
+    except (StateError, OSError) as exc:
+        LOG.error("%s", exc)
+        return EXIT_INVALID
+    group = grp.getgrnam(args.socket_group).gr_gid if args.socket_group else None
+    os.makedirs(os.path.dirname(args.socket) or ".", mode=0o755, exist_ok=True)
+    kni = KernelKni(args.max_interfaces, args.pool_size, IovaMode.PA if args.iova == "pa" else IovaMode.VA)
+    worker = RtnlWorker()
+    rtnl = RtnlClient()
+    monitor = LinkMonitor()
+    settings = Settings(args.state_dir, args.socket, group, args.max_interfaces, digest)
+    daemon = PumpDaemon(settings, kni, rtnl, worker, monitor)
+    if args.config:
+
+        def reload_config() -> Optional[List[InterfaceConfig]]:
+            loaded, new_digest = load_config(args.config)
+            settings.config_digest = new_digest
+            return loaded
+
+        daemon.reload_requested = reload_config
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: daemon.stop())
+    signal.signal(signal.SIGINT, lambda _signum, _frame: daemon.stop())
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: daemon.request_reload())
+    try:
+        errors = daemon.start(interfaces)
+        names = ", ".join(sorted(daemon.ports)) or "none"
+        LOG.info("ready: interfaces %s%s", names, f"; {len(errors)} failed (retrying)" if errors else "")
+        sd_notify(f"READY=1\nSTATUS=interfaces: {names}")
+        daemon.run()
+        sd_notify("STOPPING=1")
+    finally:
+        daemon.close()
+        monitor.close()
+        worker.stop()
+        rtnl.close()
+        kni.close()
+    return 0
+
+
+def _client(args: argparse.Namespace) -> ControlClient:
+    return ControlClient(args.socket)
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() + "\n" for row in rows)
+
+
+def status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        listing = client.call("list")["interfaces"]
+        stats = client.call("stats")
+    rows: List[List[str]] = [
+        ["NAME", "STATE", "CARRIER", "MTU", "MAC", "BACKEND", "IN_PKTS", "OUT_PKTS", "IN_DROP", "OUT_DROP", "REQS"]
+    ]
+    for item in listing:
+        counters: Dict[str, Any] = stats["interfaces"].get(item["name"], {}).get("counters", {})
+        rows.append(
+            [
+                item["name"],
+                item.get("state", "?"),
+                "on" if item.get("carrier") else "off",
+                str(item.get("mtu", "")),
+                item.get("mac", ""),
+                item["backend"],
+                str(counters.get("ingress_packets", "")),
+                str(counters.get("egress_packets", "")),
+                str(counters.get("ingress_dropped", "")),
+                str(counters.get("egress_dropped", "")),
+                str(counters.get("requests", "")),
+            ]
+        )
+    sys.stdout.write(_table(rows))
+    daemon = stats["daemon"]
+    sys.stdout.write(f"rounds {daemon['rounds']}  sleeps {daemon['sleeps']}  requests {daemon['requests']}\n")
+    for name, message in sorted(daemon.get("failed", {}).items()):
+        sys.stdout.write(f"failed {name}: {message}\n")
+    return 0
+
+
+def call(args: argparse.Namespace) -> int:
+    fields: Dict[str, Any] = {}
+    if args.command in ("get", "delete") or (args.command == "stats" and args.name):
+        fields["name"] = args.name
+    if args.command == "apply":
+        with open(args.file, encoding="utf-8") if args.file != "-" else sys.stdin as handle:
+            document = json.load(handle)
+        if isinstance(document, dict) and "interfaces" in document:
+            fields["interfaces"] = document["interfaces"]
+        else:
+            fields["interface"] = document
+    with _client(args) as client:
+        reply = client.request(args.command, **fields)
+    sys.stdout.write(json.dumps(reply, indent=2, sort_keys=True) + "\n")
+    return 0 if reply.get("ok") else EXIT_INVALID
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="kni-pump", description="KNI ring-pump service")
+    top.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    commands = top.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="run the daemon")
+    run_parser.add_argument("--config", help="desired state (JSON); used when it changed since the last run")
+    run_parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR)
+    run_parser.add_argument("--socket", default=DEFAULT_SOCKET)
+    run_parser.add_argument("--socket-group", help="group allowed to use the control socket (mode 0660)")
+    run_parser.add_argument("--max-interfaces", type=int, default=4, help="hugepage memory is sized for this many")
+    run_parser.add_argument("--pool-size", type=int, default=1024, help="mbufs per interface")
+    run_parser.add_argument("--iova", choices=("va", "pa"), default="va", help="va needs no physical addresses")
+    for name in ("status", "get", "apply", "delete", "stats"):
+        sub = commands.add_parser(name)
+        sub.add_argument("--socket", default=DEFAULT_SOCKET)
+        if name in ("get", "delete"):
+            sub.add_argument("name")
+        if name == "stats":
+            sub.add_argument("name", nargs="?")
+        if name == "apply":
+            sub.add_argument("file", help="a JSON interface object, or {\"interfaces\": [...]}; '-' for stdin")
+    return top
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=args.log_level, format="kni-pump: %(levelname)s %(message)s")
+    try:
+        if args.command == "run":
+            return run(args)
+        if args.command == "status":
+            return status(args)
+        return call(args)
+    except ControlError as exc:
+        LOG.error("%s", exc)
+        return EXIT_INVALID
+    except (KniError, OSError) as exc:
+        LOG.error("%s", exc)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,647 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright: kernelnic.kni contributors
+"""The kni-pump daemon: owns /dev/kni, keeps the KNI interfaces matching the desired state and moves their frames.
+
+One thread does everything that touches the KNI FIFOs (they are single-producer/single-consumer): answering
+requests, moving bursts of up to 32 frames each way per interface, the control socket and netlink events. A second
+thread (``RtnlWorker``) runs what needs RTNL (carrier, MTU/MAC changes the pump initiates, packet socket
+memberships), because the kernel holds RTNL while it waits for a request answer.
+
+Polling adapts: while a round moves frames the loop spins, checking its descriptors only every few rounds; once
+rounds come back empty it sleeps in select() on the control socket, netlink and afpacket descriptors with a timeout
+that doubles from 50 us to ``max_idle_sleep`` (10 ms). Any readable descriptor or moved frame resets it. KNI FIFOs
+have no descriptor, so an idle pump notices kernel frames or requests within one sleep (at most 10 ms; the kernel
+waits 3 s for an answer).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import logging
+import os
+import select
+import socket
+import time
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+
+from ansible_collections.kernelnic.kni.plugins.module_utils._abi import FIFO_AREA_SIZE, MAX_MBUF_BURST, KniError
+from ansible_collections.kernelnic.kni.plugins.module_utils._device import DeviceConfig, KniDevice
+from ansible_collections.kernelnic.kni.plugins.module_utils._mbuf import MbufPool
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_backends import (
+    AfPacketBackend,
+    Backend,
+    interface_running,
+    open_backend,
+)
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import (
+    MAX_FRAME_LEN,
+    ConfigError,
+    InterfaceConfig,
+    check_runtime,
+    check_unique,
+    mac_bytes,
+    mac_text,
+    parse_cpu_list,
+)
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import (
+    Backend as BackendSpec,
+)
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import (
+    ControlRequest,
+    ControlServer,
+    error_reply,
+    ok_reply,
+)
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_netlink import Job, LinkEvent
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_plan import Action, assign_macs, by_name, plan
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_state import write_state
+from ansible_collections.kernelnic.kni.plugins.module_utils._requests import KniRequest, RequestCallbacks
+
+LOG = logging.getLogger("kni-pump")
+
+BURST = MAX_MBUF_BURST
+INGRESS_IN_FLIGHT = 512  # at most this many of our mbufs wait in rx_q, so the pool always has egress buffers
+SPIN_ROUNDS = 64  # empty rounds before the first sleep
+BUSY_CHECK_EVERY = 16  # rounds between descriptor checks while busy
+FIRST_SLEEP = 50e-6
+MAX_IDLE_SLEEP = 0.010
+RETRY_INTERVAL = 2.0  # failed interfaces (e.g. a backend link that does not exist yet) are retried this often
+JOB_TIMEOUT = 8.0
+
+
+class KniHost(Protocol):
+    """Creates and releases KNI devices with their mbuf pools (the kernel, or a fake in tests)."""
+
+    def create(
+        self, config: DeviceConfig, callbacks: RequestCallbacks, on_error: Callable[[KniRequest, BaseException], None]
+    ) -> Tuple[KniDevice, MbufPool]: ...
+
+    def release(self, device: KniDevice, pool: MbufPool) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LinkOps(Protocol):
+    """RTNL-taking link changes (run on the worker thread)."""
+
+    def set_link(
+        self, ifindex: int, *, carrier: Optional[bool] = None, mtu: Optional[int] = None, address: bytes = b""
+    ) -> None: ...
+
+
+class Worker(Protocol):
+    def submit(self, function: Callable[[], None], description: str) -> Job: ...
+
+
+class Monitor(Protocol):
+    overflowed: bool
+
+    def fileno(self) -> int: ...
+
+    def read_events(self) -> List[LinkEvent]: ...
+
+
+@dataclasses.dataclass
+class SystemView:
+    """Host facts for validation, replaceable in tests."""
+
+    links: Callable[[], List[str]]
+    online_cpus: Callable[[], List[int]]
+    ifindex: Callable[[str], int]
+
+
+def host_links() -> List[str]:
+    try:
+        return os.listdir("/sys/class/net")  # no RTNL, unlike a netlink dump
+    except OSError:
+        return [name for _index, name in socket.if_nameindex()]
+
+
+def host_online_cpus() -> List[int]:
+    try:
+        with open("/sys/devices/system/cpu/online", encoding="ascii") as handle:
+            return parse_cpu_list(handle.read())
+    except OSError:
+        return list(range(os.cpu_count() or 1))
+
+
+HOST = SystemView(host_links, host_online_cpus, socket.if_nametoindex)
+
+
+COUNTERS = (
+    "ingress_packets",  # backend -> KNI (the Linux stack receives)
+    "ingress_bytes",
+    "ingress_dropped",
+    "egress_packets",  # KNI -> backend (the Linux stack transmitted)
+    "egress_bytes",
+    "egress_dropped",
+    "requests",
+    "requests_refused",
+)
+
+
+class Port:
+    """One running interface: the KNI device, its pool, its backend, what the kernel last agreed to, counters."""
+
+    def __init__(self, config: InterfaceConfig, device: KniDevice, pool: MbufPool, backend: Backend) -> None:
+        self.config = config
+        self.device = device
+        self.pool = pool
+        self.backend = backend
+        self.ifindex = 0
+        self.admin_up = False
+        self.mtu = config.mtu
+        self.mac = config.mac or ""
+        self.carrier_set: Optional[bool] = False  # None: unknown (the kernel reset it), push the policy again
+        self.counters = dict.fromkeys(COUNTERS, 0)
+        self.rx_q = device.fifo("rx")
+
+    def pump(self) -> int:
+        """Move one burst each way; returns the number of frames moved (the hot path)."""
+        device, counters = self.device, self.counters
+        moved = 0
+        egress = device.rx_burst(BURST)
+        if egress:
+            packets, sent_bytes, dropped = self.backend.transmit(egress)
+            counters["egress_packets"] += packets
+            counters["egress_bytes"] += sent_bytes
+            counters["egress_dropped"] += dropped
+            moved = len(egress)
+        room = INGRESS_IN_FLIGHT - self.rx_q.count()
+        ingress, received_bytes, dropped = self.backend.receive(min(BURST, room)) if room > 0 else ([], 0, 0)
+        if dropped:
+            counters["ingress_dropped"] += dropped
+        if ingress:
+            taken = device.tx_burst(ingress)
+            if taken < len(ingress):
+                self.pool.free_burst(ingress[taken:])
+                counters["ingress_dropped"] += len(ingress) - taken
+                received_bytes = sum(self.backend.frames.lengths(ingress[:taken]))
+            counters["ingress_packets"] += taken
+            counters["ingress_bytes"] += received_bytes
+            moved += len(ingress)
+        else:
+            device.free_completed(2 * BURST)
+        return moved + dropped
+
+    def desired_carrier(self) -> bool:
+        policy = self.config.carrier
+        return self.admin_up and (policy == "on" or (policy == "follow" and self.backend.link_up))
+
+    def status(self) -> Dict[str, Any]:
+        return {
+            "name": self.config.name,
+            "state": "up" if self.admin_up else "down",
+            "carrier": bool(self.carrier_set),
+            "mtu": self.mtu,
+            "mac": self.mac,
+            "backend": str(self.config.backend),
+            "backend_state": self.backend.state(),
+            "ifindex": self.ifindex,
+            "counters": dict(self.counters),
+            "pool_available": self.pool.available,
+        }
+
+
+@dataclasses.dataclass
+class Settings:
+    state_dir: str
+    socket_path: Optional[str] = None
+    socket_group: Optional[int] = None
+    max_interfaces: int = 4
+    config_digest: Optional[str] = None
+    max_idle_sleep: float = MAX_IDLE_SLEEP
+
+
+class PumpDaemon:
+    """Reconciles and pumps. ``run`` is the event loop; ``handle_request`` serves the control protocol."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        kni: KniHost,
+        links: LinkOps,
+        worker: Worker,
+        monitor: Optional[Monitor] = None,
+        system: SystemView = HOST,
+    ) -> None:
+        self.settings = settings
+        self.kni = kni
+        self.links = links
+        self.worker = worker
+        self.monitor = monitor
+        self.system = system
+        self.desired: Dict[str, InterfaceConfig] = {}
+        self.ports: Dict[str, Port] = {}
+        self.failed: Dict[str, str] = {}
+        self.control: Optional[ControlServer] = None
+        self.stopping = False
+        self.reload_requested: Optional[Callable[[], Optional[List[InterfaceConfig]]]] = None
+        self._reload = False
+        self._last_retry = 0.0
+        self.stats = {"rounds": 0, "sleeps": 0, "requests": 0, "started": time.time()}
+        self.sleep = 0.0
+
+    # --- start-up ----------------------------------------------------------------------------------------------------
+
+    def start(self, desired: Sequence[InterfaceConfig]) -> List[str]:
+        """Create the initial interfaces and open the control socket; returns per-interface failures."""
+        interfaces = assign_macs(list(desired), {})
+        self.desired = by_name(interfaces)
+        self._persist()
+        errors = self._reconcile()
+        if self.settings.socket_path:
+            self.control = ControlServer(self.settings.socket_path, self.handle_request, self.settings.socket_group)
+        return errors
+
+    # --- event loop -----------------------------------------------------------------------------------------------
+
+    def run(self, until: Optional[Callable[[], bool]] = None) -> None:
+        """Pump until ``stop()`` (or ``until()`` is true)."""
+        idle = 0
+        busy = 0
+        while not self.stopping and (until is None or not until()):
+            moved = self.pump_once()
+            if moved:
+                idle = 0
+                busy += 1
+                self.sleep = 0.0
+                if busy % BUSY_CHECK_EVERY == 0:
+                    self.wait(0.0)
+                continue
+            idle += 1
+            if idle <= SPIN_ROUNDS:
+                if idle % BUSY_CHECK_EVERY == 0:
+                    self.wait(0.0)
+                continue
+            self.sleep = min(self.settings.max_idle_sleep, FIRST_SLEEP * (1 << min(idle - SPIN_ROUNDS, 16)))
+            if self.wait(self.sleep):
+                idle = 0  # a descriptor woke us: traffic or a client, poll hard again
+
+    def pump_once(self) -> int:
+        """One round over every interface: answer a pending request, move a burst each way."""
+        self.stats["rounds"] += 1
+        moved = 0
+        for port in list(self.ports.values()):
+            try:
+                request = port.device.poll_requests()
+            except KniError as exc:
+                LOG.error("%s: request handling failed: %s", port.config.name, exc)
+                request = None
+            if request is not None:
+                self.stats["requests"] += 1
+                port.counters["requests"] += 1
+                if request.result:
+                    port.counters["requests_refused"] += 1
+                moved += 1
+            moved += port.pump()
+        return moved
+
+    def wait(self, timeout: float) -> bool:
+        """select() on the control socket, netlink and backend descriptors; handle what is readable."""
+        readers: List[int] = []
+        writers: List[int] = []
+        if self.control is not None:
+            readers += self.control.readers()
+            writers += self.control.writers()
+        if self.monitor is not None:
+            readers.append(self.monitor.fileno())
+        for port in self.ports.values():
+            fd = port.backend.fileno()
+            if fd is not None:
+                readers.append(fd)
+        if timeout > 0:
+            self.stats["sleeps"] += 1
+        if not readers and not writers:
+            time.sleep(timeout)
+            return False
+        readable, writable, _unused = select.select(readers, writers, [], timeout)
+        if self.monitor is not None and self.monitor.fileno() in readable:
+            self.link_events(self.monitor.read_events())
+        if self.control is not None and (readable or writable):
+            self.control.handle(readable, writable)
+        if self._reload:
+            self._reload = False
+            self._do_reload()
+        if self.failed and time.monotonic() - self._last_retry > RETRY_INTERVAL:
+            self._last_retry = time.monotonic()
+            self._reconcile()
+        return bool(readable or writable)
+
+    def pump_until(self, condition: Callable[[], bool], timeout: float = JOB_TIMEOUT) -> bool:
+        """Keep answering requests and moving frames (but not serving clients) until ``condition()`` holds."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                return False
+            if not self.pump_once():
+                time.sleep(FIRST_SLEEP)
+        return True
+
+    def stop(self) -> None:
+        self.stopping = True
+
+    def request_reload(self) -> None:
+        self._reload = True
+
+    def _do_reload(self) -> None:
+        if self.reload_requested is None:
+            return
+        try:
+            interfaces = self.reload_requested()
+        except (ConfigError, OSError) as exc:
+            LOG.error("reload refused, nothing changed: %s", exc)
+            return
+        if interfaces is not None:
+            reply = self.apply(interfaces, replace=True, paths=[f"interfaces[{i}]" for i in range(len(interfaces))])
+            if not reply["ok"]:
+                LOG.error("reload: %s: %s", reply["error"]["field"], reply["error"]["message"])
+
+    # --- link events and carrier ----------------------------------------------------------------------------------
+
+    def link_events(self, events: List[LinkEvent]) -> None:
+        if self.monitor is not None and self.monitor.overflowed:
+            self.monitor.overflowed = False
+            for port in self.ports.values():
+                if isinstance(port.backend, AfPacketBackend):
+                    self._refresh_backend_link(port)
+        for event in events:
+            for port in self.ports.values():
+                backend = port.backend
+                if (
+                    isinstance(backend, AfPacketBackend)
+                    and backend.ifindex == event.index
+                    and backend.link_up != event.up
+                ):
+                    state = "up" if event.up else "down"
+                    LOG.info("%s: backend %s link %s", port.config.name, backend.ifname, state)
+                    backend.link_changed(event.up)
+                    self._sync_carrier(port)
+
+    def _refresh_backend_link(self, port: Port) -> None:
+        backend = port.backend
+        if not isinstance(backend, AfPacketBackend):
+            return
+        try:
+            backend.link_changed(interface_running(backend.ifname))
+        except OSError:
+            backend.link_changed(False)
+        self._sync_carrier(port)
+
+    def _sync_carrier(self, port: Port) -> Optional[Job]:
+        want = port.desired_carrier()
+        if port.carrier_set == want or not port.ifindex:
+            return None
+        if not port.admin_up:
+            port.carrier_set = False  # the kernel keeps a down interface's carrier off
+            return None
+        port.carrier_set = want
+        ifindex, name = port.ifindex, port.config.name
+        return self.worker.submit(
+            lambda: self.links.set_link(ifindex, carrier=want), f"{name}: carrier {'on' if want else 'off'}"
+        )
+
+    def _defer(self, function: Callable[[], None], description: str) -> None:
+        self.worker.submit(function, description)
+
+    # --- request callbacks (run while the kernel holds RTNL: decide at once, defer the rest) -------------------------
+
+    def _callbacks(self, get_port: Callable[[], Optional[Port]]) -> RequestCallbacks:
+        def change_mtu(mtu: int) -> int:
+            port = get_port()
+            if port is None:
+                return 0
+            result = port.backend.check_mtu(mtu)
+            if result == 0:
+                port.mtu = mtu
+            else:
+                LOG.info("%s: MTU %d refused by backend %s", port.config.name, mtu, port.config.backend)
+            return result
+
+        def config_network_if(up: bool) -> int:
+            port = get_port()
+            if port is None:
+                return 0
+            port.backend.set_admin_up(up)
+            port.admin_up = up
+            port.carrier_set = None if up else False  # ndo_open reset the carrier; push the policy after answering
+            if up:
+                self._sync_carrier(port)
+            return 0
+
+        def config_mac_address(mac: bytes) -> int:
+            port = get_port()
+            if port is None:
+                return 0
+            result = port.backend.set_mac(mac)
+            if result == 0:
+                port.mac = mac_text(mac)
+            return result
+
+        def config_promiscuity(on: bool) -> int:
+            port = get_port()
+            return 0 if port is None else port.backend.set_promisc(on)
+
+        def config_allmulticast(on: bool) -> int:
+            port = get_port()
+            return 0 if port is None else port.backend.set_allmulti(on)
+
+        return RequestCallbacks(
+            change_mtu, config_network_if, config_mac_address, config_promiscuity, config_allmulticast
+        )
+
+    def _request_error(self, request: KniRequest, failure: BaseException) -> None:
+        LOG.error("request %s failed: %r", request.describe(), failure)
+
+    # --- reconcile ------------------------------------------------------------------------------------------------
+
+    def _reconcile(self) -> List[str]:
+        """Bring the running interfaces to ``self.desired``; returns error messages (also kept in ``failed``)."""
+        actual = {name: port.config for name, port in self.ports.items()}
+        errors = []
+        for action in plan(self.desired, actual):
+            try:
+                self._execute(action)
+                self.failed.pop(action.name, None)
+            except (KniError, OSError, ValueError) as exc:
+                message = f"{action.describe()} failed: {exc}"
+                LOG.error("%s", message)
+                self.failed[action.name] = message
+                errors.append(message)
+        return errors
+
+    def _execute(self, action: Action) -> None:
+        LOG.info("%s", action.describe())
+        if action.kind in ("delete", "recreate"):
+            self._remove(action.name)
+        if action.config is None:
+            return
+        if action.kind in ("create", "recreate"):
+            self._create(action.config)
+        if action.kind == "update":
+            self._update(self.ports[action.name], action.config, action.changes)
+
+    def _create(self, config: InterfaceConfig) -> None:
+        name = config.name
+        mac = mac_bytes(config.mac) if config.mac else b""
+        device_config = DeviceConfig(
+            name=name,
+            mbuf_size=MAX_FRAME_LEN,
+            mtu=config.mtu,
+            min_mtu=config.min_mtu,
+            max_mtu=config.max_mtu,
+            mac_addr=mac,
+            core_id=config.core or 0,
+            force_bind=config.core is not None,
+        )
+        holder: List[Port] = []
+        callbacks = self._callbacks(lambda: holder[0] if holder else None)
+        device, pool = self.kni.create(device_config, callbacks, self._request_error)
+        try:
+            backend = open_backend(config.backend, pool, self._defer, mac)
+        except BaseException:
+            self.kni.release(device, pool)
+            raise
+        port = Port(config, device, pool, backend)
+        holder.append(port)
+        try:
+            port.ifindex = self.system.ifindex(name)
+        except OSError:
+            port.ifindex = 0
+        self.ports[name] = port
+
+    def _remove(self, name: str) -> None:
+        port = self.ports.pop(name, None)
+        if port is None:
+            return
+        port.backend.close()
+        self.kni.release(port.device, port.pool)
+
+    def _update(self, port: Port, config: InterfaceConfig, changes: Sequence[str]) -> None:
+        port.config = config
+        if "backend" in changes:
+            old = port.backend
+            old.close()
+            try:
+                port.backend = open_backend(
+                    config.backend, port.pool, self._defer, mac_bytes(port.mac) if port.mac else b""
+                )
+            except BaseException:
+                port.backend = open_backend(BackendSpec("null"), port.pool, self._defer)  # keep the interface pumping
+                raise
+            port.backend.set_admin_up(port.admin_up)
+        jobs: List[Job] = []
+        if "mtu" in changes and port.mtu != config.mtu:
+            jobs.append(self._link_job(port, f"MTU {config.mtu}", mtu=config.mtu))
+        if "mac" in changes and config.mac and port.mac != config.mac:
+            jobs.append(self._link_job(port, f"MAC {config.mac}", address=mac_bytes(config.mac)))
+        carrier_job = self._sync_carrier(port)
+        if carrier_job is not None:
+            jobs.append(carrier_job)
+        # The kernel turns MTU/MAC changes into requests to this thread: keep answering while the worker waits.
+        if not self.pump_until(lambda: all(job.done.is_set() for job in jobs)):
+            raise OSError(errno.ETIMEDOUT, f"{config.name}: link change did not complete")
+        for job in jobs:
+            if job.error is not None:
+                raise OSError(getattr(job.error, "errno", errno.EIO) or errno.EIO, f"{job.description}: {job.error}")
+
+    def _link_job(self, port: Port, description: str, **change: Any) -> Job:
+        ifindex = port.ifindex
+        return self.worker.submit(lambda: self.links.set_link(ifindex, **change), f"{port.config.name}: {description}")
+
+    # --- control protocol -----------------------------------------------------------------------------------------
+
+    def handle_request(self, request: ControlRequest) -> Dict[str, Any]:
+        op = request.op
+        if op == "list":
+            return ok_reply(interfaces=[self._summary(name) for name in sorted(self.desired)])
+        if op == "get":
+            if request.name not in self.desired:
+                return error_reply("name", f"no interface {request.name!r}")
+            return ok_reply(interface=self._detail(request.name))
+        if op == "stats":
+            if request.name is not None and request.name not in self.ports:
+                return error_reply("name", f"no running interface {request.name!r}")
+            names = [request.name] if request.name else sorted(self.ports)
+            return ok_reply(daemon=self._daemon_stats(), interfaces={name: self.ports[name].status() for name in names})
+        if op == "delete":
+            if request.name not in self.desired:
+                return error_reply("name", f"no interface {request.name!r}")
+            remaining = [config for name, config in self.desired.items() if name != request.name]
+            return self.apply(remaining, replace=True, paths=[])
+        return self.apply(request.interfaces, replace=request.replace, paths=request.paths)
+
+    def apply(self, interfaces: List[InterfaceConfig], replace: bool, paths: List[str]) -> Dict[str, Any]:
+        """Validate everything, persist the new desired state, then reconcile. Invalid: nothing changes."""
+        try:
+            check_runtime(
+                interfaces, self.system.online_cpus(), self.system.links(), list(self.ports), paths=paths or None
+            )
+            if replace:
+                merged = list(interfaces)
+            else:
+                merged = [config for name, config in self.desired.items() if name != interfaces[0].name]
+                merged.append(interfaces[0])
+            check_unique(merged, "interfaces")
+            if len(merged) > self.settings.max_interfaces:
+                field = paths[-1] if paths else "interfaces"
+                raise ConfigError(
+                    field, f"more than the {self.settings.max_interfaces} interfaces this pump has memory for"
+                )
+        except ConfigError as exc:
+            return error_reply(exc.field, exc.message)
+        known = {**self.desired, **{name: port.config for name, port in self.ports.items()}}
+        self.desired = by_name(assign_macs(merged, known))
+        self._persist()
+        actions = plan(self.desired, {name: port.config for name, port in self.ports.items()})
+        errors = self._reconcile()
+        described = [action.describe() for action in actions]
+        if errors:
+            return error_reply("interfaces", "; ".join(errors), actions=described)
+        return ok_reply(actions=described, interfaces=[self._summary(name) for name in sorted(self.desired)])
+
+    def _persist(self) -> None:
+        write_state(self.settings.state_dir, list(self.desired.values()), self.settings.config_digest)
+
+    def _summary(self, name: str) -> Dict[str, Any]:
+        port = self.ports.get(name)
+        summary: Dict[str, Any] = {"name": name, "backend": str(self.desired[name].backend)}
+        if port is None:
+            summary.update(state="failed" if name in self.failed else "absent", error=self.failed.get(name))
+        else:
+            status = port.status()
+            summary.update({key: status[key] for key in ("state", "carrier", "mtu", "mac")})
+        return summary
+
+    def _detail(self, name: str) -> Dict[str, Any]:
+        detail = {"desired": self.desired[name].to_json(), **self._summary(name)}
+        port = self.ports.get(name)
+        if port is not None:
+            detail.update(port.status())
+        return detail
+
+    def _daemon_stats(self) -> Dict[str, Any]:
+        return {**self.stats, "idle_sleep": self.sleep, "interfaces": len(self.ports), "failed": dict(self.failed)}
+
+    # --- shutdown -------------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release every interface (the kernel would on close anyway) and the control socket."""
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+        for name in list(self.ports):
+            try:
+                self._remove(name)
+            except (KniError, OSError) as exc:
+                LOG.warning("%s: release failed: %s", name, exc)
+
+
+def arena_bytes(max_interfaces: int, pool_size: int, object_size: int, segment_size: int) -> int:
+    """Hugepage memory for ``max_interfaces`` interfaces: pools, 7 FIFO/sync zones each, and per-segment slack."""
+    per_chunk = max(1, segment_size // object_size)
+    chunks = -(-pool_size // per_chunk)
+    per_interface = pool_size * object_size + 7 * (FIFO_AREA_SIZE + 64) + chunks * object_size
+    total = max_interfaces * per_interface
+    return (-(-total // segment_size) + 2) * segment_size

@@ -1,0 +1,86 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright: kernelnic.kni contributors
+"""The kernel side of kni-pump: the open /dev/kni, one hugepage arena for every interface, a pool per interface.
+
+The arena is mapped once, at start, and registered with RTE_KNI_IOCTL_REGISTER_MEM before the first CREATE: this
+module's strict mode then checks every address the kernel is handed against it. An upstream rte_kni module refuses
+the ioctl with EINVAL; the pump then runs unregistered and says so. IOVA=VA is the default: it needs no physical
+addresses, hence no CAP_SYS_ADMIN for /proc/self/pagemap.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from typing import Callable, Tuple
+
+from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
+    CACHE_LINE_SIZE,
+    MBUF_SIZE,
+    IovaMode,
+    KniDeviceError,
+)
+from ansible_collections.kernelnic.kni.plugins.module_utils._device import DeviceConfig, KniControl, KniDevice
+from ansible_collections.kernelnic.kni.plugins.module_utils._mbuf import DEFAULT_DATA_ROOM, MbufPool
+from ansible_collections.kernelnic.kni.plugins.module_utils._memory import (
+    Arena,
+    hugepage_size,
+    map_hugepages,
+    read_meminfo,
+)
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import arena_bytes
+from ansible_collections.kernelnic.kni.plugins.module_utils._requests import KniRequest, RequestCallbacks
+
+LOG = logging.getLogger("kni-pump")
+DEFAULT_POOL_SIZE = 1024
+
+
+class KernelKni:
+    """``KniHost`` backed by the rte_kni module."""
+
+    def __init__(
+        self,
+        max_interfaces: int,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        iova_mode: IovaMode = IovaMode.VA,
+        require_strict: bool = False,
+        device_path: str = "/dev/kni",
+    ) -> None:
+        self.pool_size = pool_size
+        object_size = -(-(MBUF_SIZE + DEFAULT_DATA_ROOM) // CACHE_LINE_SIZE) * CACHE_LINE_SIZE
+        page = hugepage_size(read_meminfo())
+        self.control = KniControl(device_path)
+        try:
+            self.arena: Arena = map_hugepages(arena_bytes(max_interfaces, pool_size, object_size, page), iova_mode)
+        except BaseException:
+            self.control.close()
+            raise
+        self.strict = True
+        try:
+            self.control.register_arena(self.arena)
+        except KniDeviceError as exc:
+            if exc.errno != errno.EINVAL or require_strict:
+                self.close()
+                raise
+            self.strict = False
+            LOG.warning("the rte_kni module has no strict mode (REGISTER_MEM refused): running unregistered")
+
+    def create(
+        self, config: DeviceConfig, callbacks: RequestCallbacks, on_error: Callable[[KniRequest, BaseException], None]
+    ) -> Tuple[KniDevice, MbufPool]:
+        pool = MbufPool(self.arena, f"pool_{config.name}", self.pool_size)
+        try:
+            device = KniDevice(self.control, config, self.arena, pool, callbacks, on_error)
+        except BaseException:
+            pool.close()
+            raise
+        return device, pool
+
+    def release(self, device: KniDevice, pool: MbufPool) -> None:
+        device.release()
+        pool.close()
+
+    def close(self) -> None:
+        """Close /dev/kni (the kernel removes any interface left) and unmap the arena."""
+        self.control.close()
+        self.arena.close()

@@ -1,0 +1,216 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright: kernelnic.kni contributors
+"""Netlink for kni-pump, standard library only: link events in, link changes out, and the thread that sends them.
+
+* ``LinkMonitor``: a NETLINK_ROUTE socket subscribed to RTMGRP_LINK; RTM_NEWLINK/RTM_DELLINK become ``LinkEvent``s
+  (used for the ``follow`` carrier policy).
+* ``RtnlClient``: RTM_SETLINK with IFLA_CARRIER, IFLA_MTU or IFLA_ADDRESS, waiting for the kernel's ack.
+* ``RtnlWorker``: runs such changes on its own thread. Anything that takes RTNL must not run on the pump thread:
+  while the kernel waits (holding RTNL) for the pump to answer a KNI request, a pump blocked on RTNL would answer
+  nothing until the kernel gives up after 3 s. The worker blocks instead, and the pump keeps answering.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import queue
+import socket
+import struct
+import threading
+from typing import Callable, List, NamedTuple, Optional
+
+NETLINK_ROUTE = 0
+RTMGRP_LINK = 0x1
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+RTM_NEWLINK = 16
+RTM_DELLINK = 17
+RTM_SETLINK = 19
+NLM_F_REQUEST = 0x1
+NLM_F_ACK = 0x4
+IFLA_ADDRESS = 1
+IFLA_IFNAME = 3
+IFLA_MTU = 4
+IFLA_CARRIER = 33
+IFF_UP = 0x1
+IFF_LOWER_UP = 0x10000
+
+NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
+IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
+RTATTR = struct.Struct("=HH")
+NLMSGERR = struct.Struct("=i")
+
+LOG = logging.getLogger("kni-pump")
+
+
+def _align(length: int) -> int:
+    return (length + 3) & ~3
+
+
+def _attribute(kind: int, payload: bytes) -> bytes:
+    length = RTATTR.size + len(payload)
+    return RTATTR.pack(length, kind) + payload + bytes(_align(length) - length)
+
+
+class LinkEvent(NamedTuple):
+    index: int
+    name: str
+    up: bool  # IFF_UP and IFF_LOWER_UP: what a routing daemon calls "link up"
+    deleted: bool
+    mtu: int
+
+
+def parse_link_messages(data: bytes) -> List[LinkEvent]:
+    """Every RTM_NEWLINK/RTM_DELLINK in a netlink datagram (other messages are skipped)."""
+    events = []
+    offset = 0
+    while offset + NLMSGHDR.size <= len(data):
+        length, kind, _flags, _seq, _pid = NLMSGHDR.unpack_from(data, offset)
+        if length < NLMSGHDR.size or offset + length > len(data):
+            break
+        if kind in (RTM_NEWLINK, RTM_DELLINK) and length >= NLMSGHDR.size + IFINFOMSG.size:
+            body = offset + NLMSGHDR.size
+            _family, _type, index, flags, _change = IFINFOMSG.unpack_from(data, body)
+            name, mtu = "", 0
+            position = body + IFINFOMSG.size
+            end = offset + length
+            while position + RTATTR.size <= end:
+                attr_length, attr_type = RTATTR.unpack_from(data, position)
+                if attr_length < RTATTR.size:
+                    break
+                payload = data[position + RTATTR.size : position + attr_length]
+                if attr_type == IFLA_IFNAME:
+                    name = payload.split(b"\0", 1)[0].decode("ascii", "replace")
+                elif attr_type == IFLA_MTU and len(payload) >= 4:
+                    mtu = struct.unpack_from("=I", payload)[0]
+                position += _align(attr_length)
+            up = bool(flags & IFF_UP) and bool(flags & IFF_LOWER_UP)
+            events.append(LinkEvent(index, name, up and kind == RTM_NEWLINK, kind == RTM_DELLINK, mtu))
+        offset += _align(length)
+    return events
+
+
+class LinkMonitor:
+    """RTMGRP_LINK subscriber. ``read_events`` drains the socket; ``overflowed`` tells that events were lost."""
+
+    def __init__(self) -> None:
+        self._socket = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, NETLINK_ROUTE)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self._socket.bind((0, RTMGRP_LINK))
+        self.overflowed = False
+
+    def fileno(self) -> int:
+        return self._socket.fileno()
+
+    def read_events(self) -> List[LinkEvent]:
+        events: List[LinkEvent] = []
+        while True:
+            try:
+                data = self._socket.recv(1 << 16)
+            except BlockingIOError:
+                return events
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:  # the kernel dropped events: the caller must re-read link states
+                    self.overflowed = True
+                    continue
+                raise
+            events.extend(parse_link_messages(data))
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+class RtnlClient:
+    """RTM_SETLINK requests with acks, on a blocking socket (use it from ``RtnlWorker``, never the pump thread)."""
+
+    def __init__(self, timeout: float = 10.0) -> None:
+        self._socket = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+        self._socket.settimeout(timeout)
+        self._socket.bind((0, 0))
+        self._sequence = 0
+        self._lock = threading.Lock()
+
+    def set_link(
+        self, ifindex: int, *, carrier: Optional[bool] = None, mtu: Optional[int] = None, address: bytes = b""
+    ) -> None:
+        attributes = b""
+        if carrier is not None:
+            attributes += _attribute(IFLA_CARRIER, bytes([1 if carrier else 0]))
+        if mtu is not None:
+            attributes += _attribute(IFLA_MTU, struct.pack("=I", mtu))
+        if address:
+            attributes += _attribute(IFLA_ADDRESS, address)
+        self._request(RTM_SETLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, ifindex, 0, 0) + attributes)
+
+    def _request(self, kind: int, body: bytes) -> None:
+        with self._lock:
+            self._sequence += 1
+            sequence = self._sequence
+            header = NLMSGHDR.pack(NLMSGHDR.size + len(body), kind, NLM_F_REQUEST | NLM_F_ACK, sequence, 0)
+            self._socket.send(header + body)
+            while True:
+                data = self._socket.recv(1 << 16)
+                offset = 0
+                while offset + NLMSGHDR.size <= len(data):
+                    length, reply, _flags, reply_sequence, _pid = NLMSGHDR.unpack_from(data, offset)
+                    if length < NLMSGHDR.size:
+                        break
+                    if reply == NLMSG_ERROR and reply_sequence == sequence:
+                        (code,) = NLMSGERR.unpack_from(data, offset + NLMSGHDR.size)
+                        if code:
+                            raise OSError(-code, os.strerror(-code))
+                        return
+                    offset += _align(length)
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+class Job:
+    """A unit of work for the worker; ``done`` is set when it finished, ``error`` holds its exception."""
+
+    __slots__ = ("description", "done", "error", "function")
+
+    def __init__(self, function: Callable[[], None], description: str) -> None:
+        self.function = function
+        self.description = description
+        self.done = threading.Event()
+        self.error: Optional[BaseException] = None
+
+
+class RtnlWorker:
+    """One background thread running RTNL-bound jobs in submission order."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Optional[Job]] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="kni-pump-rtnl", daemon=True)
+        self._thread.start()
+        self.failures = 0
+
+    def submit(self, function: Callable[[], None], description: str) -> Job:
+        job = Job(function, description)
+        self._queue.put(job)
+        return job
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            try:
+                job.function()
+            except Exception as exc:  # pylint: disable=broad-exception-caught  # reported, the worker goes on
+                job.error = exc
+                self.failures += 1
+                LOG.warning("%s failed: %s", job.description, exc)
+            finally:
+                job.done.set()
+
+    def idle(self) -> bool:
+        return self._queue.empty()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)

@@ -1,0 +1,53 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright: kernelnic.kni contributors
+"""kni-pump CLI pieces: sd_notify, which desired state wins at start, exit code 2 for a bad configuration."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_cli import initial_state, main, sd_notify
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import parse_interface
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_state import write_state
+
+
+def test_sd_notify_sends_one_datagram(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(path)
+        monkeypatch.setenv("NOTIFY_SOCKET", path)
+        assert sd_notify("READY=1\nSTATUS=ok")
+        assert listener.recv(100) == b"READY=1\nSTATUS=ok"
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    assert not sd_notify("READY=1")
+
+
+def write_config(path: Path, mtu: int) -> str:
+    path.write_text(json.dumps({"version": 1, "interfaces": [{"name": "kni0", "backend": "null", "mtu": mtu}]}))
+    return str(path)
+
+
+def test_state_wins_until_the_config_file_changes(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config.json", 1500)
+    interfaces, digest = initial_state(config, str(tmp_path))
+    assert interfaces[0].mtu == 1500 and interfaces[0].mac is None
+    # The daemon ran: it generated a MAC and a client changed the MTU; both are in the state.
+    changed = parse_interface({"name": "kni0", "backend": "null", "mtu": 1400, "mac": "02:00:00:00:00:05"})
+    write_state(str(tmp_path), [changed], digest)
+    assert initial_state(config, str(tmp_path))[0] == [changed]
+    # The operator edits the file: it wins, and the interface keeps its MAC.
+    config = write_config(tmp_path / "config.json", 1300)
+    interfaces, _digest = initial_state(config, str(tmp_path))
+    assert interfaces[0].mtu == 1300 and interfaces[0].mac == "02:00:00:00:00:05"
+    assert initial_state(None, str(tmp_path))[0] == [changed]
+
+
+def test_invalid_config_exits_2_naming_the_field(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"version": 1, "interfaces": [{"name": "kni0", "backend": "tap"}]}))
+    code = main(["run", "--config", str(config), "--state-dir", str(tmp_path / "s"), "--socket", str(tmp_path / "c")])
+    assert code == 2
+    assert "interfaces[0].backend" in caplog.text

@@ -1,0 +1,273 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright: kernelnic.kni contributors
+"""kni-pump daemon on a fake KNI host: reconcile, control protocol, requests, loopback and null backends."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import struct
+import threading
+from pathlib import Path
+from typing import Iterator, Tuple
+
+import pytest
+from ansible_collections.kernelnic.kni.plugins.module_utils._abi import RequestId
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import ConfigError, mac_bytes, parse_interface
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import ControlClient, parse_request
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import PumpDaemon, Settings
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_state import read_state
+from pump_fakes import (
+    FakeKni,
+    FakeLinks,
+    ThreadWorker,
+    fake_system,
+    kernel_answer,
+    kernel_receive,
+    kernel_request,
+    kernel_transmit,
+)
+
+LOOP = {"name": "kni0", "backend": "loopback", "mac": "02:00:00:00:00:01", "carrier": "on"}
+SINK = {"name": "kni1", "backend": "null", "mtu": 1400}
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Tuple[PumpDaemon, FakeKni, FakeLinks, ThreadWorker]]:
+    kni, links, worker = FakeKni(), FakeLinks(), ThreadWorker()
+    settings = Settings(str(tmp_path), str(tmp_path / "control.sock"), max_interfaces=3)
+    pump = PumpDaemon(settings, kni, links, worker, None, fake_system(["veth0"]))
+    assert pump.start([parse_interface(LOOP), parse_interface(SINK)]) == []
+    yield pump, kni, links, worker
+    pump.close()
+
+
+def serve(pump: PumpDaemon, function):  # type: ignore[no-untyped-def]
+    """Run ``function`` (a client) on a thread while the daemon's loop runs here."""
+    result: dict = {}
+
+    def client() -> None:
+        try:
+            result["value"] = function()
+        except BaseException as exc:  # pylint: disable=broad-exception-caught
+            result["error"] = exc
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    pump.run(until=lambda: not thread.is_alive())
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def call(pump: PumpDaemon, op: str, **fields: object) -> dict:
+    def request() -> dict:
+        with ControlClient(pump.settings.socket_path or "") as client:
+            return client.request(op, **fields)
+
+    return serve(pump, request)
+
+
+def test_start_creates_interfaces_and_persists(daemon, tmp_path: Path) -> None:
+    pump, kni, _links, _worker = daemon
+    assert sorted(pump.ports) == ["kni0", "kni1"]
+    created = {fields[0].rstrip(b"\0").decode(): fields for fields in kni.control.created}
+    assert created["kni0"][-2] == mac_bytes("02:00:00:00:00:01")
+    assert created["kni1"][-5] == 1400  # mtu field of rte_kni_device_info
+    state = read_state(str(tmp_path))
+    assert state is not None
+    assert [interface.name for interface in state.interfaces] == ["kni0", "kni1"]
+    assert state.interfaces[1].mac is not None  # generated once, then persisted
+
+
+def test_socket_is_owner_only(daemon) -> None:
+    pump = daemon[0]
+    mode = os.stat(pump.settings.socket_path).st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
+
+
+def test_loopback_echoes_frames(daemon) -> None:
+    pump = daemon[0]
+    device = pump.ports["kni0"].device
+    frames = [bytes([n]) * (60 + n) for n in range(40)]
+    for frame in frames:
+        kernel_transmit(device, frame)
+    pump.ports["kni0"].admin_up = True
+    for _round in range(4):
+        pump.pump_once()
+    assert kernel_receive(device) == frames
+    counters = pump.ports["kni0"].counters
+    assert counters["egress_packets"] == counters["ingress_packets"] == 40
+    assert counters["egress_bytes"] == sum(map(len, frames))
+
+
+def test_null_sinks(daemon) -> None:
+    pump = daemon[0]
+    port = pump.ports["kni1"]
+    available = port.pool.available
+    kernel_transmit(port.device, b"x" * 100)
+    pump.pump_once()
+    assert port.counters["egress_packets"] == 1 and port.counters["egress_bytes"] == 100
+    assert kernel_receive(port.device) == []
+    pump.pump_once()
+    assert port.pool.available == available  # the sunk mbuf went back (alloc_q was topped up again)
+
+
+def test_null_source_fills_bursts(daemon) -> None:
+    from ansible_collections.kernelnic.kni.plugins.module_utils._pump_backends import NullBackend
+
+    pump = daemon[0]
+    port = pump.ports["kni1"]
+    port.backend = NullBackend(port.pool, pump._defer, b"\xab" * 64)
+    port.admin_up = True
+    pump.pump_once()
+    received = kernel_receive(port.device)
+    assert received == [b"\xab" * 64] * 32
+
+
+def test_requests_reach_backend_and_mtu_refusal(daemon) -> None:
+    pump, _kni, links, worker = daemon
+    port = pump.ports["kni0"]
+    device = port.device
+    kernel_request(device, RequestId.CFG_NETWORK_IF, b"\x01")
+    pump.pump_once()
+    assert kernel_answer(device) == 0
+    assert port.admin_up and port.backend.admin_up
+    worker.wait()
+    assert links.calls[-1] == (port.ifindex, {"carrier": True})  # policy "on": pushed after ndo_open
+    kernel_request(device, RequestId.CHANGE_MTU, struct.pack("<I", 1200))
+    pump.pump_once()
+    assert kernel_answer(device) == 0 and port.mtu == 1200
+    kernel_request(device, RequestId.CHANGE_MTU, struct.pack("<I", 4000))  # more than an mbuf holds
+    pump.pump_once()
+    assert kernel_answer(device) == -22 and port.mtu == 1200
+    kernel_request(device, RequestId.CHANGE_PROMISC, b"\x01")
+    pump.pump_once()
+    assert kernel_answer(device) == 0 and port.backend.promisc
+    kernel_request(device, RequestId.CHANGE_MAC_ADDR, mac_bytes("02:00:00:00:00:77"))
+    pump.pump_once()
+    assert kernel_answer(device) == 0 and port.mac == "02:00:00:00:00:77"
+    assert port.counters["requests"] == 5 and port.counters["requests_refused"] == 1
+
+
+def test_control_list_get_stats(daemon) -> None:
+    pump = daemon[0]
+    listing = call(pump, "list")
+    assert listing["ok"] and [item["name"] for item in listing["interfaces"]] == ["kni0", "kni1"]
+    got = call(pump, "get", name="kni1")["interface"]
+    assert got["desired"]["mtu"] == 1400 and got["state"] == "down"
+    stats = call(pump, "stats", name="kni0")
+    assert set(stats["interfaces"]) == {"kni0"} and "rounds" in stats["daemon"]
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "words"),
+    [
+        (b"{nope", "request", "not valid JSON"),
+        (b"[1]", "request", "JSON object"),
+        (b'{"op": "list"}', "version", "is required"),
+        (b'{"version": 2, "op": "list"}', "version", "must be 1"),
+        (b'{"version": 1, "op": "reboot"}', "op", "not one of"),
+        (b'{"version": 1, "op": "list", "x": 1}', "x", "unknown field"),
+        (b'{"version": 1, "op": "get"}', "name", "is required"),
+        (b'{"version": 1, "op": "apply"}', "interfaces", "exactly one"),
+        (
+            b'{"version": 1, "op": "apply", "interface": {"name": "kni0", "backend": "null", "mtu": 9}}',
+            "interface.mtu",
+            "range",
+        ),
+        (
+            b'{"version": 1, "op": "apply", "interfaces": [{"name": "k", "backend": "x"}]}',
+            "interfaces[0].backend",
+            "unknown",
+        ),
+    ],
+)
+def test_malformed_requests(line: bytes, field: str, words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_request(line)
+    assert caught.value.field == field and words in caught.value.message
+
+
+def test_invalid_requests_change_nothing(daemon, tmp_path: Path) -> None:
+    pump, kni, _links, _worker = daemon
+    before = (tmp_path / "state.json").read_bytes()
+    created = len(kni.control.created)
+
+    def requests() -> list:
+        with ControlClient(pump.settings.socket_path or "") as client:
+            return [
+                client.send_line(b"{garbage"),
+                client.request("apply", interfaces=[LOOP, {**SINK, "carrier": "sometimes"}]),
+                client.request("apply", interfaces=[LOOP, {"name": "kni5", "backend": "afpacket:missing0"}]),
+                client.request("apply", interface={"name": "eth0", "backend": "null"}),
+                client.request("apply", interface={"name": "kni7", "backend": "null", "core": 9}),
+                client.request("delete", name="kni9"),
+                client.request(
+                    "apply",
+                    interfaces=[LOOP, SINK, *({"name": f"x{n}", "backend": "null"} for n in range(2))],
+                ),
+            ]
+
+    replies = serve(pump, requests)
+    assert [reply["ok"] for reply in replies] == [False] * 7
+    fields = [reply["error"]["field"] for reply in replies]
+    assert fields == [
+        "request",
+        "interfaces[1].carrier",
+        "interfaces[1].backend",
+        "interface.name",
+        "interface.core",
+        "name",
+        "interfaces[3]",
+    ]
+    assert "missing0" in replies[2]["error"]["message"]
+    assert (tmp_path / "state.json").read_bytes() == before
+    assert len(kni.control.created) == created and kni.control.released == []
+    assert sorted(pump.ports) == ["kni0", "kni1"]
+
+
+def test_apply_one_delete_and_replace(daemon, tmp_path: Path) -> None:
+    pump, kni, _links, _worker = daemon
+    reply = call(pump, "apply", interface={"name": "kni2", "backend": "null"})
+    assert reply["ok"] and reply["actions"] == ["create kni2"]
+    assert sorted(pump.ports) == ["kni0", "kni1", "kni2"]
+    reply = call(pump, "delete", name="kni1")
+    assert reply["ok"] and reply["actions"] == ["delete kni1"] and kni.control.released == ["kni1"]
+    reply = call(pump, "apply", interfaces=[{**LOOP, "max_mtu": 1500}])
+    assert reply["actions"] == ["delete kni2", "recreate kni0 (max_mtu)"]
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert [item["name"] for item in state["interfaces"]] == ["kni0"]
+    assert state["interfaces"][0]["max_mtu"] == 1500
+
+
+def test_live_mtu_change_goes_through_the_kernel(daemon) -> None:
+    pump, _kni, links, _worker = daemon
+    port = pump.ports["kni1"]
+
+    def kernel_reacts(ifindex: int, change: dict) -> None:
+        # The kernel turns RTM_SETLINK into a CHANGE_MTU request and waits for the pump's answer.
+        assert ifindex == port.ifindex
+        kernel_request(port.device, RequestId.CHANGE_MTU, struct.pack("<I", change["mtu"]))
+        while (result := kernel_answer(port.device)) is None:
+            pass
+        if result:
+            raise OSError(-result, "refused")
+
+    links.on_set = kernel_reacts
+    reply = call(pump, "apply", interface={**SINK, "mtu": 1300, "mac": pump.desired["kni1"].mac})
+    assert reply["ok"], reply
+    assert reply["actions"] == ["update kni1 (mtu)"]
+    assert port.mtu == 1300 and port.config.mtu == 1300
+
+
+def test_carrier_policy_change_is_live(daemon) -> None:
+    pump, _kni, links, worker = daemon
+    port = pump.ports["kni0"]
+    port.admin_up, port.carrier_set = True, True
+    reply = call(pump, "apply", interface={**LOOP, "carrier": "off"})
+    assert reply["ok"] and reply["actions"] == ["update kni0 (carrier)"]
+    worker.wait()
+    assert links.calls[-1] == (port.ifindex, {"carrier": False})
