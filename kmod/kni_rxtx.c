@@ -448,8 +448,18 @@ void kni_return_leftovers(struct kni_dev *kni)
 	unsigned int r;
 	u32 i, n;
 
-	if (kni_mem_begin(kni))
+	/*
+	 * With IOVA=VA the PA form of an mbuf is its VA and chains are already
+	 * in VA form: entries move verbatim, without touching the mbufs.
+	 */
+	if (kni->iova_mode) {
+		for (r = 0; r < ARRAY_SIZE(rings); r++)
+			while ((n = min_t(u32, KNI_BURST,
+					  kni_ring_free(&kni->free_q))) &&
+			       (n = kni_ring_get(rings[r], entries, n)))
+				kni_ring_put(&kni->free_q, entries, n);
 		return;
+	}
 	for (r = 0; r < ARRAY_SIZE(rings); r++) {
 		for (;;) {
 			n = min_t(u32, KNI_BURST, kni_ring_free(&kni->free_q));
@@ -474,5 +484,4 @@ void kni_return_leftovers(struct kni_dev *kni)
 					kni_ring_put(&kni->free_q, &entries[i], 1);
 		}
 	}
-	kni_mem_end(kni);
 }
