@@ -75,8 +75,11 @@ static void kni_devs_remove(struct list_head *doomed)
 	}
 
 	rtnl_lock();
-	list_for_each_entry(kni, doomed, list)
+	list_for_each_entry(kni, doomed, list) {
+		/* The unregistration's RCU grace period covers the NAPI too. */
+		__netif_napi_del(&kni->napi);
 		unregister_netdevice_queue(kni->netdev, &unreg);
+	}
 	unregister_netdevice_many(&unreg);
 	rtnl_unlock();
 
@@ -84,7 +87,6 @@ static void kni_devs_remove(struct list_head *doomed)
 		list_del(&kni->list);
 		/* No ndo can run any more, so nothing can queue this again. */
 		cancel_work_sync(&kni->rx_flags_work);
-		netif_napi_del(&kni->napi);
 		skb_queue_purge(&kni->tx_backlog);
 		kni_return_leftovers(kni);
 		kni_dev_free(kni);
