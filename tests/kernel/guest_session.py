@@ -16,6 +16,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 # Out-of-tree module trees built for every kernel before it boots (name -> source directory).
 TEST_MODULE_SOURCES = {
     "kni_smoke": os.path.join(REPO_ROOT, "tests", "kernel", "modules", "kni_smoke"),
+    "rte_kni": os.path.join(REPO_ROOT, "kmod"),
 }
 GUEST_TIMEOUT = float(os.environ.get("KNI_GUEST_TIMEOUT", "1200"))
 
