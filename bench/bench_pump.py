@@ -1,0 +1,348 @@
+#!/usr/bin/env python
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright: kernelnic.kni contributors
+"""kni-pump figures, in one guest (root, rte_kni loaded or loadable, hugepages reservable):
+
+* egress and ingress packet rates for 64- and 1500-byte frames through KNI + pump, beside the same pump loop over a
+  TAP device (one read()/write() per frame), and their ratio. Egress: a UDP sender process transmits through the
+  interface; the pump (null backend) counts what arrives. Ingress: the pump (null backend as a source) feeds one
+  frame over and over; a UDP app in another process counts the datagrams it receives.
+* request round-trip latency: RTM_SETLINK MTU changes on the idle KNI interface (kernel -> pump -> kernel), median;
+* idle CPU of the pump process and the KNI kernel thread over a few seconds with nothing to do.
+
+Run inside a guest: ``python -m tests.vmharness run --kernel 6.1 -- 'cd /work/main && .venv/bin/python
+bench/bench_pump.py /path/to/rte_kni.ko'``. It prints figures and asserts nothing about them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib
+import multiprocessing
+import os
+import select
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from typing import Callable, List, Optional, Tuple
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+importlib.import_module("conftest")  # makes ansible_collections.kernelnic.kni importable
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_backends import NullBackend
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import parse_interface
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import (
+    FIRST_SLEEP,
+    MAX_IDLE_SLEEP,
+    SPIN_ROUNDS,
+    PumpDaemon,
+    Settings,
+)
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_kni import KernelKni
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_netlink import RtnlClient, RtnlWorker
+
+DURATION = float(os.environ.get("KNI_BENCH_SECONDS", "3"))
+FRAME_SIZES = (64, 1500)
+KNI_NAME, TAP_NAME = "kbench0", "tbench0"
+KNI_MAC, PEER_MAC = "02:00:00:88:00:01", "02:00:00:88:00:02"
+UDP_PORT = 9999
+BURST = 32
+
+
+def ip(command: str) -> None:
+    subprocess.run(f"ip {command}", shell=True, check=True)
+
+
+def checksum(header: bytes) -> int:
+    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def udp_frame(size: int, dst_mac: str, src_ip: str, dst_ip: str) -> bytes:
+    """An Ethernet/IPv4/UDP frame of ``size`` bytes (without FCS), UDP checksum 0 (none)."""
+    payload = bytes(size - 14 - 20 - 8)
+    udp = struct.pack("!HHHH", 40000, UDP_PORT, 8 + len(payload), 0) + payload
+    header = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        20 + len(udp),
+        0,
+        0x4000,
+        64,
+        17,
+        0,
+        socket.inet_aton(src_ip),
+        socket.inet_aton(dst_ip),
+    )
+    header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
+    return (
+        bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex(PEER_MAC.replace(":", "")) + b"\x08\x00" + header + udp
+    )
+
+
+# --- helper processes ---------------------------------------------------------------------------------------------
+
+
+def udp_sender(destination: str, size: int, seconds: float, result: multiprocessing.Queue) -> None:
+    """Send datagrams making ``size``-byte frames as fast as one process can, for ``seconds``."""
+    payload = bytes(size - 14 - 20 - 8)
+    sent = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for _repeat in range(64):
+                try:
+                    sock.sendto(payload, (destination, UDP_PORT))
+                    sent += 1
+                except OSError:
+                    pass
+    result.put(sent)
+
+
+def udp_receiver(address: str, seconds: float, ready: multiprocessing.Event, result: multiprocessing.Queue) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        sock.bind((address, UDP_PORT))
+        sock.settimeout(0.2)
+        ready.set()
+        received = 0
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                sock.recv(4096)
+                received += 1
+            except socket.timeout:
+                pass
+    result.put(received)
+
+
+# --- the pump over KNI --------------------------------------------------------------------------------------------
+
+
+def kni_pump(
+    module_ready: multiprocessing.Event,
+    stop: multiprocessing.Event,
+    source_frame: bytes,
+    result: multiprocessing.Queue,
+) -> None:
+    """A child process running PumpDaemon with a null backend (a source if ``source_frame``)."""
+    worker, links = RtnlWorker(), RtnlClient()
+    state_dir = f"/tmp/kni-bench-{os.getpid()}"
+    os.makedirs(state_dir, exist_ok=True)
+    kni = KernelKni(max_interfaces=1)
+    daemon = PumpDaemon(Settings(state_dir, max_interfaces=1), kni, links, worker)
+    config = parse_interface({"name": KNI_NAME, "mac": KNI_MAC, "backend": "null", "carrier": "on"})
+    daemon.start([config])
+    port = daemon.ports[KNI_NAME]
+    if source_frame:
+        port.backend.close()
+        port.backend = NullBackend(port.pool, daemon._defer, source_frame)  # pylint: disable=protected-access
+    module_ready.set()
+    daemon.run(until=stop.is_set)
+    result.put(dict(port.counters))
+    daemon.close()
+    worker.stop()
+    kni.close()
+
+
+class KniSide:
+    def __init__(self, source_frame: bytes = b"") -> None:
+        self.ready = multiprocessing.Event()
+        self.stop_event = multiprocessing.Event()
+        self.result: multiprocessing.Queue = multiprocessing.Queue()
+        self.process = multiprocessing.Process(
+            target=kni_pump, args=(self.ready, self.stop_event, source_frame, self.result)
+        )
+        self.process.start()
+        if not self.ready.wait(60):
+            raise RuntimeError("the pump did not start")
+        ip(f"link set {KNI_NAME} up")
+        ip(f"addr add 10.88.0.1/24 dev {KNI_NAME}")
+        ip(f"neigh replace 10.88.0.2 lladdr {PEER_MAC} dev {KNI_NAME}")
+
+    def stop(self) -> dict:
+        self.stop_event.set()
+        counters = self.result.get(timeout=30)
+        self.process.join(30)
+        return counters
+
+
+# --- the same pump loop over TAP (one syscall per frame) ----------------------------------------------------------
+
+TUNSETIFF = 0x400454CA
+IFF_TAP = 0x0002
+IFF_NO_PI = 0x1000
+
+
+def tap_pump(
+    stop: multiprocessing.Event, source_frame: bytes, ready: multiprocessing.Event, result: multiprocessing.Queue
+) -> None:
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
+    fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", TAP_NAME.encode(), IFF_TAP | IFF_NO_PI))
+    ready.set()
+    moved_total = 0
+    idle = 0
+    while not stop.is_set():
+        moved = 0
+        for _frame in range(BURST):  # egress: one read() per frame
+            try:
+                os.read(fd, 4096)
+            except BlockingIOError:
+                break
+            moved += 1
+        if source_frame:
+            for _frame in range(BURST):  # ingress: one write() per frame
+                try:
+                    os.write(fd, source_frame)
+                except OSError:
+                    break
+                moved += 1
+        moved_total += moved
+        if moved:
+            idle = 0
+            continue
+        idle += 1
+        if idle > SPIN_ROUNDS:
+            select.select([fd], [], [], min(MAX_IDLE_SLEEP, FIRST_SLEEP * (1 << min(idle - SPIN_ROUNDS, 16))))
+    os.close(fd)
+    result.put({"egress_packets": moved_total if not source_frame else 0, "moved": moved_total})
+
+
+class TapSide:
+    def __init__(self, source_frame: bytes = b"") -> None:
+        self.stop_event = multiprocessing.Event()
+        ready = multiprocessing.Event()
+        self.result: multiprocessing.Queue = multiprocessing.Queue()
+        self.process = multiprocessing.Process(
+            target=tap_pump, args=(self.stop_event, source_frame, ready, self.result)
+        )
+        self.process.start()
+        ready.wait(30)
+        ip(f"link set {TAP_NAME} address {KNI_MAC} up")
+        ip(f"addr add 10.88.0.1/24 dev {TAP_NAME}")
+        ip(f"neigh replace 10.88.0.2 lladdr {PEER_MAC} dev {TAP_NAME}")
+
+    def stop(self) -> dict:
+        self.stop_event.set()
+        counters = self.result.get(timeout=30)
+        self.process.join(30)
+        return counters
+
+
+# --- measurements -------------------------------------------------------------------------------------------------
+
+
+def egress_rate(side_factory: Callable[[], object], size: int) -> Tuple[float, float]:
+    """(frames/s the pump received, frames/s the sender sent)."""
+    side = side_factory()
+    result: multiprocessing.Queue = multiprocessing.Queue()
+    sender = multiprocessing.Process(target=udp_sender, args=("10.88.0.2", size, DURATION, result))
+    sender.start()
+    sender.join()
+    sent = result.get()
+    time.sleep(0.2)
+    counters = side.stop()  # type: ignore[attr-defined]
+    return counters["egress_packets"] / DURATION, sent / DURATION
+
+
+def ingress_rate(side_factory: Callable[[bytes], object], size: int) -> float:
+    """Datagrams/s a UDP app in another process receives while the pump feeds frames as fast as it can."""
+    frame = udp_frame(size, KNI_MAC, "10.88.0.2", "10.88.0.1")
+    ready = multiprocessing.Event()
+    result: multiprocessing.Queue = multiprocessing.Queue()
+    side = side_factory(frame)
+    receiver = multiprocessing.Process(target=udp_receiver, args=("10.88.0.1", DURATION, ready, result))
+    receiver.start()
+    ready.wait(30)
+    receiver.join()
+    side.stop()  # type: ignore[attr-defined]
+    return result.get() / DURATION
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def kni_threads() -> List[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm", encoding="ascii") as handle:
+                    if handle.read().startswith("kni_"):
+                        pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
+def latency_and_idle_cpu() -> Tuple[float, float, float, float]:
+    """(median and p90 request round trip in ms, idle CPU % of the pump and of the KNI kernel threads)."""
+    side = KniSide()
+    links = RtnlClient()
+    index = socket.if_nametoindex(KNI_NAME)
+    samples = []
+    for round_trip in range(40):
+        time.sleep(0.05)  # let the pump fall back to its idle sleep: the figure includes waking it
+        began = time.perf_counter()
+        links.set_link(index, mtu=1500 - (round_trip % 2))
+        samples.append((time.perf_counter() - began) * 1000)
+    time.sleep(1.0)
+    pump_pid = side.process.pid or 0
+    threads = kni_threads()
+    before = cpu_seconds(pump_pid), sum(map(cpu_seconds, threads))
+    time.sleep(DURATION + 2)
+    after = cpu_seconds(pump_pid), sum(map(cpu_seconds, threads))
+    side.stop()
+    links.close()
+    seconds = DURATION + 2
+    return (
+        statistics.median(samples),
+        sorted(samples)[int(len(samples) * 0.9)],
+        100 * (after[0] - before[0]) / seconds,
+        100 * (after[1] - before[1]) / seconds,
+    )
+
+
+def main(argv: List[str]) -> int:
+    module: Optional[str] = argv[1] if len(argv) > 1 else None
+    if module and not os.path.exists("/sys/module/rte_kni"):
+        subprocess.run(["insmod", module], check=True)
+    with open("/proc/sys/vm/nr_hugepages", "w", encoding="ascii") as handle:
+        handle.write("16")
+    subprocess.run(["modprobe", "tun"], check=False)
+    if not os.path.exists("/dev/net/tun"):  # a bare devtmpfs may lack the node
+        os.makedirs("/dev/net", exist_ok=True)
+        os.mknod("/dev/net/tun", 0o600 | 0o020000, os.makedev(10, 200))
+    multiprocessing.set_start_method("fork")
+    sys.stdout.write(
+        f"kni-pump bench: {DURATION:.0f} s per figure, kernel {os.uname().release}, {os.cpu_count()} CPUs\n\n"
+    )
+    sys.stdout.write("frame  direction  KNI+pump (pkt/s)  TAP (pkt/s)  KNI/TAP  sender (pkt/s)\n")
+    for size in FRAME_SIZES:
+        kni, sent_kni = egress_rate(KniSide, size)
+        tap, sent_tap = egress_rate(TapSide, size)
+        sys.stdout.write(
+            f"{size:5d}  egress     {kni:16.0f}  {tap:11.0f}  {kni / max(tap, 1):7.2f}"
+            f"  {sent_kni:.0f} / {sent_tap:.0f}\n"
+        )
+        kni = ingress_rate(KniSide, size)
+        tap = ingress_rate(TapSide, size)
+        sys.stdout.write(f"{size:5d}  ingress    {kni:16.0f}  {tap:11.0f}  {kni / max(tap, 1):7.2f}\n")
+    median, p90, pump_cpu, kthread_cpu = latency_and_idle_cpu()
+    sys.stdout.write(f"\nrequest round trip (RTM_SETLINK mtu, idle pump): median {median:.2f} ms, p90 {p90:.2f} ms\n")
+    sys.stdout.write(f"idle CPU: pump {pump_cpu:.2f} %, KNI kernel threads {kthread_cpu:.2f} %\n")
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
