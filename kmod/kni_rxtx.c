@@ -151,8 +151,9 @@ static int kni_mem_move(struct kni_dev *kni, u64 dst, u64 src, u32 len)
 }
 
 /*
- * Fill one alloc_q mbuf with len bytes taken by fill() and post it on
- * tx_q.  Caller owns the tx side and checked tx_q has room.
+ * Fill the alloc_q mbuf at entry with len bytes, from data or else from
+ * the mbuf data at src_iova, pad it to ETH_ZLEN and post it on tx_q.
+ * Caller owns the tx side and checked that tx_q has room.
  */
 static int kni_tx_post(struct kni_dev *kni, u64 entry, const void *data,
 		       u64 src_iova, u32 len)
