@@ -15,7 +15,6 @@ import errno
 import mmap
 import os
 import struct
-import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
@@ -298,6 +297,8 @@ def _map_anonymous_hugepages(length: int) -> mmap.mmap:
 
 
 def _map_hugetlbfs_file(directory: str, length: int) -> mmap.mmap:
+    import tempfile  # pylint: disable=import-outside-toplevel  # only here: it pulls in shutil, bz2, lzma, random
+
     fd, path = tempfile.mkstemp(prefix="kni-arena-", dir=directory)
     try:
         os.unlink(path)  # the mapping keeps the pages; nothing is left behind if we die
