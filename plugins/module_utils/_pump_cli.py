@@ -11,7 +11,6 @@ Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or request (sy
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import grp
 import json
 import logging
@@ -19,6 +18,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._abi import IovaMode, KniError
@@ -85,11 +85,23 @@ def initial_state(config_path: Optional[str], state_dir: str) -> tuple[List[Inte
 
 
 def _with_mac(interface: InterfaceConfig, mac: Optional[str]) -> InterfaceConfig:
-    return dataclasses.replace(interface, mac=mac) if mac else interface
+    return interface._replace(mac=mac) if mac else interface
+
+
+def seconds_since_start() -> float:
+    """How long this process has existed (interpreter start-up and imports included), from /proc/self/stat."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as handle:
+            started = int(handle.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError):
+        return -1.0
 
 
 def run(args: argparse.Namespace) -> int:
     from ansible_collections.kernelnic.kni.plugins.module_utils._pump_kni import KernelKni
+
+    imported = seconds_since_start()
 
     os.makedirs(args.state_dir, mode=0o700, exist_ok=True)
     remove_stale_temporaries(args.state_dir)
@@ -123,7 +135,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         errors = daemon.start(interfaces)
         names = ", ".join(sorted(daemon.ports)) or "none"
-        LOG.info("ready: interfaces %s%s", names, f"; {len(errors)} failed (retrying)" if errors else "")
+        LOG.info(
+            "ready %.2f s after process start (code loaded at %.2f s): interfaces %s%s",
+            seconds_since_start(),
+            imported,
+            names,
+            f"; {len(errors)} failed (retrying)" if errors else "",
+        )
         sd_notify(f"READY=1\nSTATUS=interfaces: {names}")
         daemon.run()
         sd_notify("STOPPING=1")

@@ -13,9 +13,8 @@ Only ``name`` and ``backend`` are required. Every error is a ``ConfigError`` who
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 SCHEMA_VERSION = 1
 ETHER_HEADER_LEN = 14
@@ -42,8 +41,7 @@ class ConfigError(ValueError):
         self.message = message
 
 
-@dataclasses.dataclass(frozen=True)
-class Backend:
+class Backend(NamedTuple):
     """A parsed backend spec: ``afpacket:<ifname>``, ``loopback`` or ``null``."""
 
     kind: str
@@ -53,8 +51,7 @@ class Backend:
         return f"{self.kind}:{self.ifname}" if self.ifname else self.kind
 
 
-@dataclasses.dataclass(frozen=True)
-class InterfaceConfig:
+class InterfaceConfig(NamedTuple):
     """One desired KNI interface. ``mac`` is None until the daemon picks one (then it is persisted)."""
 
     name: str

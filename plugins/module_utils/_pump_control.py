@@ -21,13 +21,12 @@ Replies: ``{"version": 1, "ok": true, ...}`` or ``{"version": 1, "ok": false, "e
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import json
 import os
 import socket
 import stat
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import (
     ConfigError,
@@ -51,15 +50,14 @@ _OP_FIELDS = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class ControlRequest:
+class ControlRequest(NamedTuple):
     """A validated request. ``apply`` fills ``interfaces`` and ``replace`` (whole state) or one interface."""
 
     op: str
     name: Optional[str] = None
-    interfaces: List[InterfaceConfig] = dataclasses.field(default_factory=list)
+    interfaces: Sequence[InterfaceConfig] = ()
     replace: bool = False
-    paths: List[str] = dataclasses.field(default_factory=list)  # field path of each interface, for later errors
+    paths: Sequence[str] = ()  # field path of each interface, for later errors
 
 
 def parse_request(line: bytes) -> ControlRequest:

@@ -9,21 +9,24 @@ memberships), because the kernel holds RTNL while it waits for a request answer.
 
 Polling adapts: while a round moves frames the loop spins, checking its descriptors only every few rounds; once
 rounds come back empty it sleeps in select() on the control socket, netlink and afpacket descriptors with a timeout
-that doubles from 50 us to ``max_idle_sleep`` (10 ms). Any readable descriptor or moved frame resets it. KNI FIFOs
-have no descriptor, so an idle pump notices kernel frames or requests within one sleep (at most 10 ms; the kernel
-waits 3 s for an answer).
+that doubles from 50 us to ``request_poll`` (2 ms). Any readable descriptor or moved frame resets it. KNI FIFOs have
+no descriptor, so an idle pump must look at them: at the end of the ladder each wake-up only reads the write and
+read indices of every interface's req_q and tx_q (no syscall, no allocation) and does a full round (free_q,
+alloc_q, backends, retries) only when they hold something or every ``max_idle_sleep`` (200 ms). For ``warm_idle``
+(2 s) after the last activity it wakes every ``request_poll``; after that, every ``deep_poll`` (50 ms). A kernel
+request thus waits at most 2 ms for a pump that was recently busy and at most 50 ms after a long silence (the
+kernel waits 3 s), and a silent pump costs 20 cheap wake-ups a second.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import logging
 import os
 import select
 import socket
 import time
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Protocol, Sequence, Tuple
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._abi import FIFO_AREA_SIZE, MAX_MBUF_BURST, KniError
 from ansible_collections.kernelnic.kni.plugins.module_utils._device import DeviceConfig, KniDevice
@@ -61,11 +64,18 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._requests import Kni
 LOG = logging.getLogger("kni-pump")
 
 BURST = MAX_MBUF_BURST
+# Egress drains whatever tx_q holds, up to this many per round: under load, fewer and bigger rounds leave more CPU
+# to the senders and the kernel thread. alloc_q is kept topped up to twice that, so the kernel never waits for us.
+EGRESS_BURST = 8 * MAX_MBUF_BURST
+ALLOC_Q_TARGET = 2 * EGRESS_BURST
 INGRESS_IN_FLIGHT = 512  # at most this many of our mbufs wait in rx_q, so the pool always has egress buffers
 SPIN_ROUNDS = 64  # empty rounds before the first sleep
 BUSY_CHECK_EVERY = 16  # rounds between descriptor checks while busy
 FIRST_SLEEP = 50e-6
-MAX_IDLE_SLEEP = 0.010
+REQUEST_POLL = 0.002  # idle sleep for WARM_IDLE after the last activity: bounds the wait of a kernel request
+WARM_IDLE = 2.0  # requests come in bunches (ip link set up, mtu, address...): stay responsive this long
+DEEP_POLL = 0.050  # idle sleep after that: bounds the wait of the first request or frame after a long silence
+MAX_IDLE_SLEEP = 0.200  # an idle pump does a full round (free_q, alloc_q, backends, retries) at least this often
 RETRY_INTERVAL = 2.0  # failed interfaces (e.g. a backend link that does not exist yet) are retried this often
 JOB_TIMEOUT = 8.0
 
@@ -102,8 +112,7 @@ class Monitor(Protocol):
     def read_events(self) -> List[LinkEvent]: ...
 
 
-@dataclasses.dataclass
-class SystemView:
+class SystemView(NamedTuple):
     """Host facts for validation, replaceable in tests."""
 
     links: Callable[[], List[str]]
@@ -156,12 +165,18 @@ class Port:
         self.carrier_set: Optional[bool] = False  # None: unknown (the kernel reset it), push the policy again
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.rx_q = device.fifo("rx")
+        self.req_q = device.fifo("req")
+        self.tx_q = device.fifo("tx")
+
+    def kernel_pending(self) -> bool:
+        """The kernel posted a request or transmitted frames (two index reads per FIFO, for idle polling)."""
+        return bool(self.req_q.count() or self.tx_q.count())
 
     def pump(self) -> int:
         """Move one burst each way; returns the number of frames moved (the hot path)."""
         device, counters = self.device, self.counters
         moved = 0
-        egress = device.rx_burst(BURST)
+        egress = device.rx_burst(EGRESS_BURST)
         if egress:
             packets, sent_bytes, dropped = self.backend.transmit(egress)
             counters["egress_packets"] += packets
@@ -204,14 +219,31 @@ class Port:
         }
 
 
-@dataclasses.dataclass
-class Settings:
-    state_dir: str
-    socket_path: Optional[str] = None
-    socket_group: Optional[int] = None
-    max_interfaces: int = 4
-    config_digest: Optional[str] = None
-    max_idle_sleep: float = MAX_IDLE_SLEEP
+class Settings:  # pylint: disable=too-few-public-methods,too-many-instance-attributes
+    """The daemon's knobs (a plain class: dataclasses would import inspect, which costs start-up time)."""
+
+    def __init__(  # pylint: disable=too-many-arguments
+        self,
+        state_dir: str,
+        socket_path: Optional[str] = None,
+        socket_group: Optional[int] = None,
+        max_interfaces: int = 4,
+        config_digest: Optional[str] = None,
+        *,
+        max_idle_sleep: float = MAX_IDLE_SLEEP,
+        request_poll: float = REQUEST_POLL,
+        deep_poll: float = DEEP_POLL,
+        warm_idle: float = WARM_IDLE,
+    ) -> None:
+        self.state_dir = state_dir
+        self.socket_path = socket_path
+        self.socket_group = socket_group
+        self.max_interfaces = max_interfaces
+        self.config_digest = config_digest
+        self.max_idle_sleep = max_idle_sleep
+        self.request_poll = request_poll
+        self.deep_poll = deep_poll
+        self.warm_idle = warm_idle
 
 
 class PumpDaemon:
@@ -259,14 +291,27 @@ class PumpDaemon:
 
     def run(self, until: Optional[Callable[[], bool]] = None) -> None:
         """Pump until ``stop()`` (or ``until()`` is true)."""
+        settings = self.settings
         idle = 0
         busy = 0
+        last_round = last_activity = time.monotonic()
         while not self.stopping and (until is None or not until()):
+            if self.sleep >= settings.request_poll and not self._kernel_pending():
+                # Idle: only the FIFO indices are read; a full round now and then for housekeeping.
+                now = time.monotonic()
+                if now - last_round < settings.max_idle_sleep:
+                    quiet = now - last_activity > settings.warm_idle
+                    self.sleep = settings.deep_poll if quiet else settings.request_poll
+                    if self.wait(self.sleep):
+                        idle, self.sleep, last_activity = 0, 0.0, time.monotonic()  # a client or traffic
+                    continue
             moved = self.pump_once()
+            last_round = time.monotonic()
             if moved:
                 idle = 0
                 busy += 1
                 self.sleep = 0.0
+                last_activity = last_round
                 if busy % BUSY_CHECK_EVERY == 0:
                     self.wait(0.0)
                 continue
@@ -275,9 +320,12 @@ class PumpDaemon:
                 if idle % BUSY_CHECK_EVERY == 0:
                     self.wait(0.0)
                 continue
-            self.sleep = min(self.settings.max_idle_sleep, FIRST_SLEEP * (1 << min(idle - SPIN_ROUNDS, 16)))
+            self.sleep = min(settings.request_poll, FIRST_SLEEP * (1 << min(idle - SPIN_ROUNDS, 16)))
             if self.wait(self.sleep):
-                idle = 0  # a descriptor woke us: traffic or a client, poll hard again
+                idle, self.sleep, last_activity = 0, 0.0, time.monotonic()
+
+    def _kernel_pending(self) -> bool:
+        return any(port.kernel_pending() for port in self.ports.values())
 
     def pump_once(self) -> int:
         """One round over every interface: answer a pending request, move a burst each way."""

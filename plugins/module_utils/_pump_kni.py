@@ -28,7 +28,7 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._memory import (
     map_hugepages,
     read_meminfo,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import arena_bytes
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import ALLOC_Q_TARGET, arena_bytes
 from ansible_collections.kernelnic.kni.plugins.module_utils._requests import KniRequest, RequestCallbacks
 
 LOG = logging.getLogger("kni-pump")
@@ -70,7 +70,9 @@ class KernelKni:
     ) -> Tuple[KniDevice, MbufPool]:
         pool = MbufPool(self.arena, f"pool_{config.name}", self.pool_size)
         try:
-            device = KniDevice(self.control, config, self.arena, pool, callbacks, on_error)
+            device = KniDevice(
+                self.control, config, self.arena, pool, callbacks, on_error, alloc_q_target=ALLOC_Q_TARGET
+            )
         except BaseException:
             pool.close()
             raise

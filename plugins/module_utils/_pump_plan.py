@@ -10,9 +10,8 @@ the interface.
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import InterfaceConfig, mac_text
 
@@ -20,8 +19,7 @@ CREATION_FIELDS = ("min_mtu", "max_mtu", "core")
 LIVE_FIELDS = ("backend", "mtu", "mac", "carrier")  # applied in this order
 
 
-@dataclasses.dataclass(frozen=True)
-class Action:
+class Action(NamedTuple):
     """``create``, ``delete``, ``recreate`` (delete then create) or ``update`` (``changes`` lists live fields)."""
 
     kind: str
@@ -80,7 +78,7 @@ def assign_macs(
             while mac is None or mac in taken:
                 mac = generate()
             taken.add(mac)
-            interface = dataclasses.replace(interface, mac=mac)
+            interface = interface._replace(mac=mac)
         result.append(interface)
     return result
 

@@ -11,13 +11,10 @@ file if it changed since (an operator or Ansible edited it), else the state, whi
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
-import hashlib
 import json
 import os
-import tempfile
-from typing import List, Optional, Sequence
+from typing import List, NamedTuple, Optional, Sequence
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import (
     ConfigError,
@@ -33,14 +30,20 @@ class StateError(Exception):
     """The state file could not be read or written; the message names the path."""
 
 
-@dataclasses.dataclass(frozen=True)
-class PersistedState:
+class PersistedState(NamedTuple):
     interfaces: List[InterfaceConfig]
     config_digest: Optional[str]
 
 
 def config_digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    try:  # the small built-in SHA-256: hashlib loads OpenSSL first, which costs start-up time
+        from _sha256 import sha256  # pylint: disable=import-outside-toplevel
+    except ImportError:  # Python 3.12+ calls it _sha2; any Python has hashlib
+        try:
+            from _sha2 import sha256  # type: ignore[no-redef]  # pylint: disable=import-outside-toplevel
+        except ImportError:
+            from hashlib import sha256  # type: ignore[no-redef]  # pylint: disable=import-outside-toplevel
+    return sha256(data).hexdigest()
 
 
 def state_path(state_dir: str) -> str:
@@ -53,7 +56,9 @@ def write_state(state_dir: str, interfaces: Sequence[InterfaceConfig], digest: O
     document["config_digest"] = digest
     data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
     try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{STATE_FILE}.", suffix=".tmp", dir=state_dir)
+        # What tempfile.mkstemp does (mode 0600, O_EXCL), without importing tempfile's dependencies at start-up.
+        temporary = os.path.join(state_dir, f".{STATE_FILE}.{os.urandom(6).hex()}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         raise StateError(f"cannot create a temporary file in {state_dir}: {exc.strerror}") from exc
     try:

@@ -271,3 +271,54 @@ def test_carrier_policy_change_is_live(daemon) -> None:
     assert reply["ok"] and reply["actions"] == ["update kni0 (carrier)"]
     worker.wait()
     assert links.calls[-1] == (port.ifindex, {"carrier": False})
+
+
+def test_deep_idle_reads_only_fifo_indices_and_wakes_for_kernel_work(daemon) -> None:
+    pump, _kni, _links, _worker = daemon
+    pump.settings.request_poll = pump.settings.deep_poll = 0.001
+    pump.settings.max_idle_sleep = 3600.0  # no housekeeping rounds during this test
+    device = pump.ports["kni1"].device
+    events: list = []
+
+    def until() -> bool:
+        events.append((pump.stats["rounds"], pump.stats["sleeps"]))
+        if len(events) == 300:
+            kernel_request(device, RequestId.CHANGE_MTU, struct.pack("<I", 1300))
+        return len(events) > 300 and kernel_answer(device) is not None
+
+    pump.run(until=until)
+    rounds_at_request, sleeps_at_request = events[299]  # just before the request
+    rounds_earlier, sleeps_earlier = events[199]
+    assert rounds_at_request == rounds_earlier  # deep idle: sleeps only, no full rounds
+    assert sleeps_at_request - sleeps_earlier == 100
+    assert pump.ports["kni1"].mtu == 1300
+
+
+def test_deep_idle_notices_egress_frames(daemon) -> None:
+    pump, _kni, _links, _worker = daemon
+    pump.settings.request_poll = pump.settings.deep_poll = 0.001
+    pump.settings.max_idle_sleep = 3600.0
+    port = pump.ports["kni1"]
+    calls = [0]
+
+    def until() -> bool:
+        calls[0] += 1
+        if calls[0] == 200:
+            kernel_transmit(port.device, bytes(60))
+        return port.counters["egress_packets"] == 1
+
+    pump.run(until=until)
+    assert calls[0] > 200
+
+
+def test_idle_sleep_deepens_after_a_silence(daemon) -> None:
+    pump, _kni, _links, _worker = daemon
+    pump.settings.request_poll, pump.settings.deep_poll, pump.settings.warm_idle = 0.001, 0.002, 0.05
+    seen = set()
+
+    def until() -> bool:
+        seen.add(pump.sleep)
+        return pump.sleep == 0.002
+
+    pump.run(until=until)
+    assert 0.001 in seen  # the warm sleep came first

@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import parse_interface
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_plan import (
     Action,
@@ -32,8 +30,8 @@ def test_create_and_delete_ordered_deletes_first() -> None:
 def test_creation_fields_recreate_live_fields_update() -> None:
     desired = by_name(
         [
-            dataclasses.replace(A, max_mtu=1500),
-            dataclasses.replace(B, mtu=1400, carrier="off", backend=C.backend),
+            A._replace(max_mtu=1500),
+            B._replace(mtu=1400, carrier="off", backend=C.backend),
         ]
     )
     actions = plan(desired, by_name([A, B]))
@@ -45,13 +43,13 @@ def test_creation_fields_recreate_live_fields_update() -> None:
 
 
 def test_core_change_recreates() -> None:
-    (action,) = plan(by_name([dataclasses.replace(A, core=1)]), by_name([A]))
+    (action,) = plan(by_name([A._replace(core=1)]), by_name([A]))
     assert action.kind == "recreate" and action.changes == ("core",)
 
 
 def test_assign_macs_keeps_known_and_avoids_duplicates() -> None:
-    bare = dataclasses.replace(A, mac=None)
-    other = dataclasses.replace(B, mac=None)
+    bare = A._replace(mac=None)
+    other = B._replace(mac=None)
     generated = iter(["02:00:00:00:00:0a", "02:00:00:00:00:0a", "02:00:00:00:00:99"])
     result = assign_macs([bare, other], {"a": A}, lambda: next(generated))
     assert result[0].mac == A.mac  # the MAC it had before
