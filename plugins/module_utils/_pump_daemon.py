@@ -12,10 +12,10 @@ rounds come back empty it sleeps in select() on the control socket, netlink and 
 that doubles from 50 us to ``request_poll`` (2 ms). Any readable descriptor or moved frame resets it. KNI FIFOs have
 no descriptor, so an idle pump must look at them: at the end of the ladder each wake-up only reads the write and
 read indices of every interface's req_q and tx_q (no syscall, no allocation) and does a full round (free_q,
-alloc_q, backends, retries) only when they hold something or every ``max_idle_sleep`` (200 ms). For ``warm_idle``
-(2 s) after the last activity it wakes every ``request_poll``; after that, every ``deep_poll`` (50 ms). A kernel
-request thus waits at most 2 ms for a pump that was recently busy and at most 50 ms after a long silence (the
-kernel waits 3 s), and a silent pump costs 20 cheap wake-ups a second.
+alloc_q, backends, retries) only when they hold something or every ``max_idle_sleep`` (500 ms). For ``warm_idle``
+(2 s) after the last activity it wakes every ``request_poll``; after that, every ``deep_poll`` (100 ms). A kernel
+request thus waits at most 2 ms for a pump that was recently busy and at most 100 ms after a long silence (the
+kernel waits 3 s), and a silent pump costs 10 cheap wake-ups a second.
 """
 
 from __future__ import annotations
@@ -65,17 +65,19 @@ LOG = logging.getLogger("kni-pump")
 
 BURST = MAX_MBUF_BURST
 # Egress drains whatever tx_q holds, up to this many per round: under load, fewer and bigger rounds leave more CPU
-# to the senders and the kernel thread. alloc_q is kept topped up to twice that, so the kernel never waits for us.
+# to the senders and the kernel thread. alloc_q is kept topped up to as many, so the kernel rarely waits for us.
 EGRESS_BURST = 8 * MAX_MBUF_BURST
-ALLOC_Q_TARGET = 2 * EGRESS_BURST
+ALLOC_Q_TARGET = EGRESS_BURST
+INGRESS_BURST = 2 * MAX_MBUF_BURST
+FREE_BURST = 8 * MAX_MBUF_BURST  # mbufs taken back from free_q per round: at least what a round can hand out
 INGRESS_IN_FLIGHT = 512  # at most this many of our mbufs wait in rx_q, so the pool always has egress buffers
 SPIN_ROUNDS = 64  # empty rounds before the first sleep
 BUSY_CHECK_EVERY = 16  # rounds between descriptor checks while busy
 FIRST_SLEEP = 50e-6
 REQUEST_POLL = 0.002  # idle sleep for WARM_IDLE after the last activity: bounds the wait of a kernel request
 WARM_IDLE = 2.0  # requests come in bunches (ip link set up, mtu, address...): stay responsive this long
-DEEP_POLL = 0.050  # idle sleep after that: bounds the wait of the first request or frame after a long silence
-MAX_IDLE_SLEEP = 0.200  # an idle pump does a full round (free_q, alloc_q, backends, retries) at least this often
+DEEP_POLL = 0.100  # idle sleep after that: bounds the wait of the first request or frame after a long silence
+MAX_IDLE_SLEEP = 0.500  # an idle pump does a full round (free_q, alloc_q, backends, retries) at least this often
 RETRY_INTERVAL = 2.0  # failed interfaces (e.g. a backend link that does not exist yet) are retried this often
 JOB_TIMEOUT = 8.0
 
@@ -183,8 +185,9 @@ class Port:
             counters["egress_bytes"] += sent_bytes
             counters["egress_dropped"] += dropped
             moved = len(egress)
+        device.free_completed(FREE_BURST)  # what the kernel consumed, before the backend asks the pool for more
         room = INGRESS_IN_FLIGHT - self.rx_q.count()
-        ingress, received_bytes, dropped = self.backend.receive(min(BURST, room)) if room > 0 else ([], 0, 0)
+        ingress, received_bytes, dropped = self.backend.receive(min(INGRESS_BURST, room)) if room > 0 else ([], 0, 0)
         if dropped:
             counters["ingress_dropped"] += dropped
         if ingress:
@@ -196,8 +199,6 @@ class Port:
             counters["ingress_packets"] += taken
             counters["ingress_bytes"] += received_bytes
             moved += len(ingress)
-        else:
-            device.free_completed(2 * BURST)
         return moved + dropped
 
     def desired_carrier(self) -> bool:

@@ -16,7 +16,7 @@ import pytest
 from ansible_collections.kernelnic.kni.plugins.module_utils._abi import RequestId
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import ConfigError, mac_bytes, parse_interface
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import ControlClient, parse_request
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import PumpDaemon, Settings
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import INGRESS_BURST, PumpDaemon, Settings
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_state import read_state
 from pump_fakes import (
     FakeKni,
@@ -124,7 +124,7 @@ def test_null_source_fills_bursts(daemon) -> None:
     port.admin_up = True
     pump.pump_once()
     received = kernel_receive(port.device)
-    assert received == [b"\xab" * 64] * 32
+    assert received == [b"\xab" * 64] * INGRESS_BURST
 
 
 def test_requests_reach_backend_and_mtu_refusal(daemon) -> None:
