@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -81,3 +83,13 @@ def test_stale_temporaries_are_removed(tmp_path: Path) -> None:
     write_state(str(tmp_path), [KNI0], None)
     remove_stale_temporaries(str(tmp_path))
     assert os.listdir(tmp_path) == ["state.json"]
+
+
+def test_config_digest_is_sha256() -> None:
+    assert _pump_state.config_digest(b"{}\n") == hashlib.sha256(b"{}\n").hexdigest()
+
+
+def test_state_file_is_private_and_no_temporary_is_left(tmp_path: Path) -> None:
+    _pump_state.write_state(str(tmp_path), [KNI0], None)
+    assert os.listdir(tmp_path) == [_pump_state.STATE_FILE]
+    assert stat.S_IMODE(os.stat(tmp_path / _pump_state.STATE_FILE).st_mode) == 0o600
