@@ -8,7 +8,12 @@
   interface; the pump (null backend) counts what arrives. Ingress: the pump (null backend as a source) feeds one
   frame over and over; a UDP app in another process counts the datagrams it receives.
 * request round-trip latency: RTM_SETLINK MTU changes on the idle KNI interface (kernel -> pump -> kernel), median;
-* idle CPU of the pump process and the KNI kernel thread over a few seconds with nothing to do.
+* idle CPU of the pump process and the KNI kernel thread over a few seconds with nothing to do;
+* restart to ready: ``kill -9`` of the service (``kni-pump run``, compiled bytecode as the role installs it), then a
+  new one from the persisted state, until both interfaces exist again with their MAC, MTU and carrier; and how
+  much of that was the interpreter and imports (from the pump's own "ready" log line).
+
+``KNI_BENCH_PARTS`` (default ``rates,latency,restart``) picks the figures, ``KNI_BENCH_SECONDS`` their duration.
 
 Run inside a guest: ``python -m tests.vmharness run --kernel 6.1 -- 'cd /work/main && .venv/bin/python
 bench/bench_pump.py /path/to/rte_kni.ko'``. It prints figures and asserts nothing about them.
@@ -30,14 +35,16 @@ import sys
 import time
 from typing import Callable, List, Optional, Tuple
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tests"))
 importlib.import_module("conftest")  # makes ansible_collections.kernelnic.kni importable
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_backends import NullBackend
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import parse_interface
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import (
     FIRST_SLEEP,
-    MAX_IDLE_SLEEP,
+    REQUEST_POLL,
     SPIN_ROUNDS,
+    WARM_IDLE,
     PumpDaemon,
     Settings,
 )
@@ -209,7 +216,7 @@ def tap_pump(
             continue
         idle += 1
         if idle > SPIN_ROUNDS:
-            select.select([fd], [], [], min(MAX_IDLE_SLEEP, FIRST_SLEEP * (1 << min(idle - SPIN_ROUNDS, 16))))
+            select.select([fd], [], [], min(REQUEST_POLL, FIRST_SLEEP * (1 << min(idle - SPIN_ROUNDS, 16))))
     os.close(fd)
     result.put({"egress_packets": moved_total if not source_frame else 0, "moved": moved_total})
 
@@ -284,8 +291,9 @@ def kni_threads() -> List[int]:
     return pids
 
 
-def latency_and_idle_cpu() -> Tuple[float, float, float, float]:
-    """(median and p90 request round trip in ms, idle CPU % of the pump and of the KNI kernel threads)."""
+def latency_and_idle_cpu() -> Tuple[float, float, float, float, float]:
+    """(median and p90 request round trip in ms 50 ms after the previous one, median after a silence, idle CPU %
+    of the pump and of the KNI kernel threads)."""
     side = KniSide()
     links = RtnlClient()
     index = socket.if_nametoindex(KNI_NAME)
@@ -295,7 +303,13 @@ def latency_and_idle_cpu() -> Tuple[float, float, float, float]:
         began = time.perf_counter()
         links.set_link(index, mtu=1500 - (round_trip % 2))
         samples.append((time.perf_counter() - began) * 1000)
-    time.sleep(1.0)
+    silent = []
+    for round_trip in range(5):
+        time.sleep(WARM_IDLE + 0.5)  # the pump has fallen back to its deep idle sleep
+        began = time.perf_counter()
+        links.set_link(index, mtu=1500 - (round_trip % 2))
+        silent.append((time.perf_counter() - began) * 1000)
+    time.sleep(WARM_IDLE + 0.5)
     pump_pid = side.process.pid or 0
     threads = kni_threads()
     before = cpu_seconds(pump_pid), sum(map(cpu_seconds, threads))
@@ -307,9 +321,105 @@ def latency_and_idle_cpu() -> Tuple[float, float, float, float]:
     return (
         statistics.median(samples),
         sorted(samples)[int(len(samples) * 0.9)],
+        statistics.median(silent),
         100 * (after[0] - before[0]) / seconds,
         100 * (after[1] - before[1]) / seconds,
     )
+
+
+RESTART_DIR = "/tmp/kni-bench-restart"
+RESTART_INTERFACES = (("kbench1", "02:00:00:88:01:01", 1400), ("kbench2", "02:00:00:88:01:02", 1500))
+
+
+def pump_command(*args: str) -> List[str]:
+    """The service's command line (without -B: bytecode compiled beforehand, as the role installs it)."""
+    return [sys.executable, "-S", "-m", "ansible_collections.kernelnic.kni.plugins.module_utils._pump_cli", *args]
+
+
+def restarted(expected: Tuple[Tuple[str, str, int], ...]) -> bool:
+    try:
+        for name, mac, mtu in expected:
+            with open(f"/sys/class/net/{name}/address", encoding="ascii") as handle:
+                if handle.read().strip() != mac:
+                    return False
+            with open(f"/sys/class/net/{name}/mtu", encoding="ascii") as handle:
+                if int(handle.read()) != mtu:
+                    return False
+            with open(f"/sys/class/net/{name}/carrier", encoding="ascii") as handle:
+                if handle.read().strip() != "1":
+                    return False
+    except OSError:  # absent, or down (no carrier to read)
+        return False
+    return True
+
+
+def restart_to_ready(rounds: int = 5) -> List[float]:
+    """kill -9 the daemon, start it again from its persisted state: seconds until every interface is back.
+
+    "Back" means it exists with the persisted MAC and MTU and carrier on. The interfaces are configured up in
+    the same command (``ip link set up`` is the network configuration's job, not the pump's), so the figure
+    includes the first requests the pump answers.
+    """
+    os.makedirs(RESTART_DIR, exist_ok=True)
+    env = {
+        **{key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"},
+        "PYTHONPATH": os.path.join(REPO, ".collection-root"),
+    }
+    # The role installs the collection with compiled bytecode; the guest's tree is a fresh overlay: compile it.
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", os.path.join(REPO, "plugins")],
+        env=env,
+        check=True,
+    )
+    config = f"{RESTART_DIR}/config.json"
+    with open(config, "w", encoding="utf-8") as handle:
+        interfaces = [
+            f'{{"name": "{name}", "mac": "{mac}", "mtu": {mtu}, "backend": "null", "carrier": "on"}}'
+            for name, mac, mtu in RESTART_INTERFACES
+        ]
+        handle.write(f'{{"version": 1, "interfaces": [{", ".join(interfaces)}]}}')
+    args = ["run", "--state-dir", f"{RESTART_DIR}/state", "--socket", f"{RESTART_DIR}/control.sock"]
+    names = [name for name, _mac, _mtu in RESTART_INTERFACES]
+    up = " && ".join(f"ip link set {name} up" for name in names)
+    bring_up = ["sh", "-c", f"until {up} 2>/dev/null; do sleep 0.01; done"]
+    log = open(f"{RESTART_DIR}/pump.log", "a", encoding="utf-8")  # noqa: SIM115  # pylint: disable=consider-using-with
+    process = subprocess.Popen(pump_command(*args, "--config", config), env=env, stdout=log, stderr=log)
+    samples = []
+    try:
+        subprocess.run(bring_up, check=True, timeout=120)
+        for _round in range(rounds + 1):
+            process.kill()
+            process.wait(30)
+            while any(os.path.exists(f"/sys/class/net/{name}") for name in names):
+                time.sleep(0.01)
+            time.sleep(0.5)
+            began = time.monotonic()
+            process = subprocess.Popen(pump_command(*args), env=env, stdout=log, stderr=log)
+            subprocess.run(bring_up, check=True, timeout=120)
+            while not restarted(RESTART_INTERFACES):
+                if time.monotonic() - began > 120:
+                    raise RuntimeError("the pump did not restart its interfaces within 120 s")
+                time.sleep(0.005)
+            samples.append(time.monotonic() - began)
+    finally:
+        process.kill()
+        process.wait(30)
+        log.close()
+    return samples[1:]  # the first start after compiling warms the page cache
+
+
+def startup_breakdown() -> Tuple[float, float]:
+    """Medians over the restarts of the pump's own log: (interpreter and imports, then the pump's work to ready)."""
+    loaded, work = [], []
+    with open(f"{RESTART_DIR}/pump.log", encoding="utf-8") as handle:
+        for line in handle:
+            words = line.split()
+            if "ready" in words and "loaded" in words:
+                ready_at = float(words[words.index("ready") + 1])
+                loaded_at = float(words[words.index("at") + 1])
+                loaded.append(loaded_at)
+                work.append(ready_at - loaded_at)
+    return statistics.median(loaded[2:] or [0.0]), statistics.median(work[2:] or [0.0])
 
 
 def main(argv: List[str]) -> int:
@@ -326,6 +436,32 @@ def main(argv: List[str]) -> int:
     sys.stdout.write(
         f"kni-pump bench: {DURATION:.0f} s per figure, kernel {os.uname().release}, {os.cpu_count()} CPUs\n\n"
     )
+    parts = os.environ.get("KNI_BENCH_PARTS", "rates,latency,restart").split(",")
+    if "restart" in parts:
+        samples = restart_to_ready()
+        sys.stdout.write(
+            f"restart to ready (kill -9, restart, 2 interfaces with MAC/MTU/carrier): median "
+            f"{statistics.median(samples):.2f} s, max {max(samples):.2f} s over {len(samples)} restarts\n"
+        )
+        loaded, work = startup_breakdown()
+        sys.stdout.write(
+            f"  of which (pump log, medians): interpreter start-up and imports {loaded:.2f} s, "
+            f"then /dev/kni, hugepages, interfaces {work:.2f} s\n\n"
+        )
+    if "rates" in parts:
+        rates()
+    if "latency" in parts:
+        median, p90, silent, pump_cpu, kthread_cpu = latency_and_idle_cpu()
+        sys.stdout.write(
+            f"\nrequest round trip (RTM_SETLINK mtu, idle pump, 50 ms apart): median {median:.2f} ms, "
+            f"p90 {p90:.2f} ms; after {WARM_IDLE + 0.5:.1f} s of silence: median {silent:.2f} ms\n"
+        )
+        sys.stdout.write(f"idle CPU: pump {pump_cpu:.2f} %, KNI kernel threads {kthread_cpu:.2f} %\n")
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    return 0
+
+
+def rates() -> None:
     sys.stdout.write("frame  direction  KNI+pump (pkt/s)  TAP (pkt/s)  KNI/TAP  sender (pkt/s)\n")
     for size in FRAME_SIZES:
         kni, sent_kni = egress_rate(KniSide, size)
@@ -337,11 +473,6 @@ def main(argv: List[str]) -> int:
         kni = ingress_rate(KniSide, size)
         tap = ingress_rate(TapSide, size)
         sys.stdout.write(f"{size:5d}  ingress    {kni:16.0f}  {tap:11.0f}  {kni / max(tap, 1):7.2f}\n")
-    median, p90, pump_cpu, kthread_cpu = latency_and_idle_cpu()
-    sys.stdout.write(f"\nrequest round trip (RTM_SETLINK mtu, idle pump): median {median:.2f} ms, p90 {p90:.2f} ms\n")
-    sys.stdout.write(f"idle CPU: pump {pump_cpu:.2f} %, KNI kernel threads {kthread_cpu:.2f} %\n")
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    return 0
 
 
 if __name__ == "__main__":
