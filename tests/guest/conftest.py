@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -21,3 +22,13 @@ def kernel_release() -> str:
 @pytest.fixture
 def test_modules_dir() -> str:
     return os.environ["KNI_TEST_MODULES"]
+
+
+@pytest.fixture
+def kni_hugepages() -> Iterator[None]:
+    """64 hugepages for KNI arenas, given back afterwards."""
+    with open("/proc/sys/vm/nr_hugepages", "w", encoding="ascii") as handle:
+        handle.write("64")
+    yield
+    with open("/proc/sys/vm/nr_hugepages", "w", encoding="ascii") as handle:
+        handle.write("0")

@@ -1,0 +1,145 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""rte_kni strict mode against garbage: random FIFO entries and indices, random mbuf headers and chains, random
+device infos. The module must survive (no oops or WARN: the host scans dmesg) and still unload."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import struct
+import time
+
+import pytest
+from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
+    DEVICE_INFO_SIZE,
+    MBUF_HEAD,
+    MBUF_SIZE,
+    NAMESIZE,
+    KniError,
+)
+
+from tests.guest.kni_fixtures import PORT_FUZZ, kni_module, rig, stat, udp_frame
+
+pytestmark = pytest.mark.usefixtures("kni_hugepages")
+ITERATIONS = 10_000
+GARBAGE_MBUFS = 64
+GARBAGE_STRIDE = 2304
+
+
+@pytest.mark.parametrize("mode", ["strict", "strict-va"])
+def test_fuzz_fifos_mbufs_and_device_infos(mode: str) -> None:
+    seed = int(os.environ.get("KNI_FUZZ_SEED") or random.SystemRandom().getrandbits(32))
+    print(f"fuzz seed {seed} (KNI_FUZZ_SEED={seed} repeats it), {ITERATIONS} iterations, mode {mode}")
+    rnd = random.Random(seed)
+    with kni_module("strict=required"), rig(mode) as bench:
+        arena = bench.arena
+        device = bench.add("kni0")
+        bench.configure_ip()
+        garbage = arena.reserve("garbage", GARBAGE_MBUFS * GARBAGE_STRIDE)
+        view = arena.view
+        mbufs = [garbage.va + index * GARBAGE_STRIDE for index in range(GARBAGE_MBUFS)]
+        forms = [arena.iova(va) for va in mbufs]  # what a valid entry would look like (PA form)
+        fifos = {queue: device.fifo(queue) for queue in ("rx", "alloc", "free")}
+        headers = {queue: arena.memzone(f"kni_{queue}_kni0").view[:16].cast("I") for queue in fifos}
+        frame = udp_frame(b"fuzz" * 10, PORT_FUZZ)
+
+        def pick_address() -> int:
+            if rnd.random() < 0.6:
+                return rnd.choice(forms) + rnd.choice((0, 0, 0, 8, -8, 64, 4096))
+            return rnd.choice(
+                (0, 1, rnd.getrandbits(64), rnd.getrandbits(48), arena.base_va + rnd.randrange(arena.size))
+            )
+
+        created = refused = 0
+        started = time.monotonic()
+        for _iteration in range(ITERATIONS):
+            action = rnd.random()
+            if action < 0.45:  # random mbuf headers, then their addresses (or garbage) on rx_q / alloc_q
+                for _index in range(rnd.randrange(1, 9)):
+                    index = rnd.randrange(GARBAGE_MBUFS)
+                    va = mbufs[index]
+                    data_va = va + MBUF_SIZE
+                    buf_iova = arena.iova(data_va) if rnd.random() < 0.7 else rnd.getrandbits(64)
+                    buf_addr = data_va if rnd.random() < 0.7 else rnd.getrandbits(64)
+                    pkt_len = rnd.choice((0, 13, 14, len(frame), 1514, 65535, 65536, rnd.getrandbits(32)))
+                    data_len = rnd.choice((pkt_len & 0xFFFF, 0, 60, 2048, rnd.getrandbits(16)))
+                    MBUF_HEAD.pack_into(
+                        view,
+                        va - arena.base_va,
+                        buf_addr,
+                        buf_iova,
+                        rnd.choice((0, 128, 2000, rnd.getrandbits(16))),  # data_off
+                        1,
+                        rnd.choice((0, 1, 1, 2, 3, 64, 65, rnd.getrandbits(16))),  # nb_segs
+                        0xFFFF,
+                        0,
+                        0,
+                        pkt_len,
+                        data_len,
+                        0,
+                        b"",
+                        0,
+                        2176,
+                        0,
+                        pick_address(),  # next
+                    )
+                    if rnd.random() < 0.3:
+                        view[data_va - arena.base_va + 128 : data_va - arena.base_va + 128 + len(frame)] = frame
+                queue = "rx" if rnd.random() < 0.8 else "alloc"
+                fifos[queue].put([pick_address() for _index in range(rnd.randrange(1, 17))])
+            elif action < 0.55:  # pure garbage entries
+                fifos[rnd.choice(("rx", "alloc", "free"))].put(
+                    [rnd.getrandbits(64) for _index in range(rnd.randrange(1, 33))]
+                )
+            elif action < 0.62:  # corrupt FIFO indices (and the len field, which the kernel must have cached)
+                header = headers[rnd.choice(("rx", "alloc", "free"))]
+                header[rnd.randrange(3)] = rnd.getrandbits(32)
+            elif action < 0.65:  # restore sane indices so traffic keeps flowing
+                for header in headers.values():
+                    header[0] = header[1] = 0
+                    header[2] = 1024
+            else:  # random device infos
+                info = bytearray(rnd.getrandbits(8) for _index in range(DEVICE_INFO_SIZE))
+                if rnd.random() < 0.7:
+                    name = f"fz{rnd.randrange(100)}".encode()
+                    info[:NAMESIZE] = name.ljust(NAMESIZE, b"\0")
+                if rnd.random() < 0.5:  # addresses inside the registered arena
+                    struct.pack_into(
+                        "<7Q", info, 16, *(arena.iova(arena.base_va + rnd.randrange(arena.size)) for _q in range(7))
+                    )
+                    info[130] = 1 if mode == "strict-va" else 0
+                try:
+                    bench.control.create(info)
+                    created += 1
+                    bench.control.release(info[:NAMESIZE].split(b"\0", 1)[0].decode("ascii", "replace"))
+                except KniError:
+                    refused += 1
+        elapsed = time.monotonic() - started
+        print(
+            f"{ITERATIONS} iterations in {elapsed:.1f} s: {created} random devices created, {refused} refused; "
+            f"kni0 rx_packets {stat('kni0', 'rx_packets')}, rx_errors {stat('kni0', 'rx_errors')}, "
+            f"rx_dropped {stat('kni0', 'rx_dropped')}"
+        )
+        for header in headers.values():
+            header[0] = header[1] = 0
+            header[2] = 1024
+        time.sleep(0.5)
+        for header in headers.values():
+            header.release()
+        abandon(bench)
+
+
+def abandon(bench: object) -> None:
+    """Close /dev/kni, then reclaim the memory; the library may trip over what the fuzzing left in the FIFOs."""
+    bench.close_control()
+    for device in bench.devices.values():
+        try:
+            device.release()
+        except KniError as exc:
+            print(f"library teardown after fuzzing: {exc}")
+            for queue in ("tx", "rx", "alloc", "free", "req", "resp"):
+                with contextlib.suppress(KeyError):
+                    device.fifo(queue).release()
+    bench.devices.clear()
+    bench.arena.close()
