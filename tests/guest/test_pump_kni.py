@@ -115,6 +115,7 @@ class Pump:
 @pytest.fixture(scope="module")
 def pump() -> Iterator[Pump]:
     module = os.path.join(os.environ["KNI_TEST_MODULES"], "rte_kni.ko")
+    sh("rmmod rte_kni", check=False)  # another test of the session may have left it loaded, with other parameters
     sh(f"insmod {module}")
     sh("echo 32 > /proc/sys/vm/nr_hugepages")
     os.makedirs(STATE_DIR, exist_ok=True)
