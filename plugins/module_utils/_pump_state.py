@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 from typing import List, NamedTuple, Optional, Sequence
@@ -36,14 +37,7 @@ class PersistedState(NamedTuple):
 
 
 def config_digest(data: bytes) -> str:
-    try:  # the small built-in SHA-256: hashlib loads OpenSSL first, which costs start-up time
-        from _sha256 import sha256  # pylint: disable=import-outside-toplevel
-    except ImportError:  # Python 3.12+ calls it _sha2; any Python has hashlib
-        try:
-            from _sha2 import sha256  # type: ignore[no-redef]  # pylint: disable=import-outside-toplevel
-        except ImportError:
-            from hashlib import sha256  # type: ignore[no-redef]  # pylint: disable=import-outside-toplevel
-    return sha256(data).hexdigest()
+    return hashlib.sha256(data).hexdigest()
 
 
 def state_path(state_dir: str) -> str:
