@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -32,3 +32,14 @@ def kni_hugepages() -> Iterator[None]:
     yield
     with open("/proc/sys/vm/nr_hugepages", "w", encoding="ascii") as handle:
         handle.write("0")
+
+
+@pytest.fixture
+def report(capsys: pytest.CaptureFixture[str]) -> Callable[[str], None]:
+    """Print a figure straight to the session's output, even for a passing test (the host shows it)."""
+
+    def emit(message: str) -> None:
+        with capsys.disabled():
+            print(message, flush=True)
+
+    return emit

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+from collections.abc import Callable
 
 import pytest
 
@@ -98,13 +99,13 @@ def test_loopback_modes_return_what_was_injected(lo_mode: str, mode: str) -> Non
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_ingress_overload_delivers_everything_to_another_process(mode: str) -> None:
+def test_ingress_overload_delivers_everything_to_another_process(mode: str, report: Callable[[str], None]) -> None:
     with kni_module(), rig(mode, mbufs=2048) as bench:
         bench.add("kni0")
         bench.configure_ip()
         rcvbuf_errors = udp_rcvbuf_errors()
         injected, delivered, rx_packets, elapsed = overload(bench, 2.0, PORT)
-        print(
+        report(
             f"{mode}: injected {injected} in {elapsed:.2f} s, rx_packets {rx_packets}, delivered to the app {delivered}"
             f" ({delivered / elapsed:.0f}/s), rx_dropped {stat('kni0', 'rx_dropped')}, "
             f"UDP RcvbufErrors +{udp_rcvbuf_errors() - rcvbuf_errors}"

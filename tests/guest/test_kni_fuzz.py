@@ -9,6 +9,7 @@ import os
 import random
 import struct
 import time
+from collections.abc import Callable
 
 import pytest
 from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
@@ -28,9 +29,9 @@ GARBAGE_STRIDE = 2304
 
 
 @pytest.mark.parametrize("mode", ["strict", "strict-va"])
-def test_fuzz_fifos_mbufs_and_device_infos(mode: str) -> None:
+def test_fuzz_fifos_mbufs_and_device_infos(mode: str, report: Callable[[str], None]) -> None:
     seed = int(os.environ.get("KNI_FUZZ_SEED") or random.SystemRandom().getrandbits(32))
-    print(f"fuzz seed {seed} (KNI_FUZZ_SEED={seed} repeats it), {ITERATIONS} iterations, mode {mode}")
+    report(f"fuzz seed {seed} (KNI_FUZZ_SEED={seed} repeats it), {ITERATIONS} iterations, mode {mode}")
     rnd = random.Random(seed)
     with kni_module("strict=required"), rig(mode) as bench:
         arena = bench.arena
@@ -116,7 +117,7 @@ def test_fuzz_fifos_mbufs_and_device_infos(mode: str) -> None:
                 except KniError:
                     refused += 1
         elapsed = time.monotonic() - started
-        print(
+        report(
             f"{ITERATIONS} iterations in {elapsed:.1f} s: {created} random devices created, {refused} refused; "
             f"kni0 rx_packets {stat('kni0', 'rx_packets')}, rx_errors {stat('kni0', 'rx_errors')}, "
             f"rx_dropped {stat('kni0', 'rx_dropped')}"

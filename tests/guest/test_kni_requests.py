@@ -7,6 +7,7 @@ import errno
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -50,21 +51,21 @@ def test_every_request_type_accepted() -> None:
         assert [argument for _kind, argument in bench.seen[3:7]] == [True, True, False, False]
 
 
-def test_refused_requests_fail_the_ip_command_and_keep_the_state() -> None:
+def test_refused_requests_fail_the_ip_command_and_keep_the_state(report: Callable[[str], None]) -> None:
     with kni_module(), rig() as bench:
         bench.add("kni0", max_mtu=9000)
         bench.fail = {"config_network_if": errno.EIO, "change_mtu": errno.EINVAL, "config_mac_address": errno.EPERM}
         result = ip("up")
         assert result.returncode != 0 and "UP" not in flags(), result.stderr
-        print(f"refused up: {result.stderr.strip()}")
+        report(f"refused up: {result.stderr.strip()}")
         bench.fail.pop("config_network_if")
         assert ip("up").returncode == 0 and "UP" in flags()
         result = ip("mtu 1280")
         assert result.returncode != 0 and sysfs("kni0", "mtu") == "1500", result.stderr
-        print(f"refused mtu: {result.stderr.strip()}")
+        report(f"refused mtu: {result.stderr.strip()}")
         result = ip("address 02:00:00:00:00:42")
         assert result.returncode != 0 and sysfs("kni0", "address") == KNI_MAC.hex(":"), result.stderr
-        print(f"refused mac: {result.stderr.strip()}")
+        report(f"refused mac: {result.stderr.strip()}")
         # A positive result is not a valid errno: reported as EINVAL.
         bench.fail = {"change_mtu": -5}
         assert ip("mtu 1300").returncode != 0 and sysfs("kni0", "mtu") == "1500"
@@ -84,7 +85,7 @@ def test_refused_requests_fail_the_ip_command_and_keep_the_state() -> None:
         assert ip("up").returncode == 0 and ip("mtu 1400").returncode == 0 and sysfs("kni0", "mtu") == "1400"
 
 
-def test_request_round_trip_latency() -> None:
+def test_request_round_trip_latency(report: Callable[[str], None]) -> None:
     with kni_module(), rig() as bench:
         bench.add("kni0", max_mtu=9000)
         samples = []
@@ -93,14 +94,14 @@ def test_request_round_trip_latency() -> None:
             set_mtu_ioctl("kni0", 1000 + index)
             samples.append(time.monotonic() - started)
         assert sysfs("kni0", "mtu") == "1029"
-        print(
+        report(
             f"request round trip (SIOCSIFMTU): median {statistics.median(samples) * 1e3:.2f} ms, "
             f"min {min(samples) * 1e3:.2f} ms, max {max(samples) * 1e3:.2f} ms"
         )
         assert statistics.median(samples) < 1.5
 
 
-def test_bifurcated_interface_down_does_not_deadlock() -> None:
+def test_bifurcated_interface_down_does_not_deadlock(report: Callable[[str], None]) -> None:
     """The userspace side may take RTNL while answering (a bifurcated driver would): no deadlock, no 3 s wait."""
     with kni_module("enable_bifurcated=on"), rig() as bench:
         bench.add("kni0")
@@ -121,7 +122,7 @@ def test_bifurcated_interface_down_does_not_deadlock() -> None:
         assert ip("down").returncode == 0
         down = time.monotonic() - started
         assert wait_for(lambda: len(outcomes) == 2, timeout=20)
-        print(
+        report(
             f"enable_bifurcated: up {up * 1e3:.1f} ms, down {down * 1e3:.1f} ms (`ip link show` {baseline * 1e3:.1f}"
             f" ms), callbacks {outcomes}"
         )
