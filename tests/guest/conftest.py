@@ -9,9 +9,22 @@ from collections.abc import Callable, Iterator
 import pytest
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "only_kernels(*names): run only on these matrix kernels (others deselect it)")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if items and not os.path.isdir("/kni-results"):
         raise pytest.UsageError("tests/guest runs only inside a test guest: use `pytest tests/kernel` on the host")
+    # A test limited to some kernels is deselected elsewhere: it neither passes nor skips where it cannot run.
+    kernel = os.environ.get("KNI_KERNEL_NAME", "")
+    kept, dropped = [], []
+    for item in items:
+        marker = item.get_closest_marker("only_kernels")
+        (dropped if marker is not None and kernel not in marker.args else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture
