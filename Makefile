@@ -9,7 +9,7 @@ VPY := $(VENV)/bin/python
 SANITY_ROOT := .cache/sanity/ansible_collections/kernelnic/kni
 export KNI_CACHE ?= /var/cache/kernelnic-kni
 
-.PHONY: demo test setup venv lint unit sanity ansible-lint kernel-tests clean
+.PHONY: demo test setup venv lint unit sanity ansible-lint kernel-tests integration clean
 
 demo: setup venv
 	$(VPY) -m tests.vmharness demo
@@ -53,6 +53,10 @@ ansible-lint:
 
 kernel-tests:
 	$(VPY) -m pytest -m kernel tests/kernel
+
+# The Ansible integration targets, run by ansible-playbook inside a 6.1 guest (slow under emulation: ~30 min).
+integration: setup venv
+	KNI_ANSIBLE_INTEGRATION=1 KNI_KERNELS=6.1 KNI_GUEST_TIMEOUT=3600 $(VPY) -m pytest -m kernel tests/kernel
 
 clean:
 	rm -rf .cache .collection-root

@@ -26,6 +26,8 @@ from tests.guest.ansible_runner import (
     run_tasks,
 )
 
+pytestmark = pytest.mark.ansible_integration
+
 FULL_BUILD_KERNELS = ("6.1",)
 
 

@@ -22,6 +22,8 @@ from tests.guest.ansible_runner import (
     run_tasks,
 )
 
+pytestmark = pytest.mark.ansible_integration
+
 
 def _built_module(kernel_release: str, test_modules_dir: str) -> str:
     """rte_kni.ko for the guest kernel: the harness's build, else the one test_ansible_dkms built, else a build

@@ -45,6 +45,7 @@ def guest_script(kernel: matrix.Kernel, modules_dir: str, selection: list[str]) 
         "KNI_KERNEL_RELEASE": kernel.release,
         "KNI_TEST_MODULES": modules_dir,
         "PYTHONDONTWRITEBYTECODE": "1",
+        "KNI_ANSIBLE_INTEGRATION": os.environ.get("KNI_ANSIBLE_INTEGRATION", "0"),
     }
     exports = " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items())
     pytest_args = " ".join(shlex.quote(item) for item in selection)
