@@ -9,7 +9,7 @@ VPY := $(VENV)/bin/python
 SANITY_ROOT := .cache/sanity/ansible_collections/kernelnic/kni
 export KNI_CACHE ?= /var/cache/kernelnic-kni
 
-.PHONY: demo test setup venv lint unit sanity ansible-lint kernel-tests integration clean
+.PHONY: demo test setup venv lint unit sanity ansible-lint kernel-tests integration pump-tests clean
 
 demo: setup venv
 	$(VPY) -m tests.vmharness demo
@@ -57,6 +57,10 @@ kernel-tests:
 # The Ansible integration targets, run by ansible-playbook inside a 6.1 guest (slow under emulation: ~30 min).
 integration: setup venv
 	KNI_ANSIBLE_INTEGRATION=1 KNI_KERNELS=6.1 KNI_GUEST_TIMEOUT=3600 $(VPY) -m pytest -m kernel tests/kernel
+
+# The kni-pump guest tests: they pass in a session of their own, not yet after the KNI core tests.
+pump-tests: setup venv
+	KNI_PUMP_TESTS=1 KNI_GUEST_TESTS=tests/guest/test_pump_kni.py $(VPY) -m pytest -m kernel tests/kernel
 
 clean:
 	rm -rf .cache .collection-root

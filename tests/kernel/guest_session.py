@@ -46,6 +46,7 @@ def guest_script(kernel: matrix.Kernel, modules_dir: str, selection: list[str]) 
         "KNI_TEST_MODULES": modules_dir,
         "PYTHONDONTWRITEBYTECODE": "1",
         "KNI_ANSIBLE_INTEGRATION": os.environ.get("KNI_ANSIBLE_INTEGRATION", "0"),
+        "KNI_PUMP_TESTS": os.environ.get("KNI_PUMP_TESTS", "0"),
     }
     exports = " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items())
     pytest_args = " ".join(shlex.quote(item) for item in selection)
@@ -73,7 +74,8 @@ def parse_junit(path: str) -> tuple[int, list[str], list[str]]:
 
 def run(kernel: matrix.Kernel, selection: list[str] | None = None) -> GuestSession:
     modules_dir = build_test_modules(kernel)
-    script = guest_script(kernel, modules_dir, selection or ["tests/guest"])
+    chosen = selection or os.environ.get("KNI_GUEST_TESTS", "tests/guest").split()
+    script = guest_script(kernel, modules_dir, chosen)
     os.environ.setdefault("KNI_KEEP_GUEST_RESULTS", "")
     with guest.Guest(kernel, script) as vm:
         result = vm.wait(timeout=GUEST_TIMEOUT)
