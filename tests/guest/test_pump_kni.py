@@ -23,6 +23,8 @@ from typing import Any, Optional
 import pytest
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import ControlClient
 
+pytestmark = pytest.mark.pump_session
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NETNS = "pumppeer"
 KNI = "kpump0"
@@ -64,8 +66,6 @@ def request(op: str, **fields: Any) -> dict:
 
 OFFLOADS_OFF = """
 import ctypes, fcntl, socket, struct, sys
-
-pytestmark = pytest.mark.pump_session
 SIOCETHTOOL = 0x8946
 # ETHTOOL_SGRO, ETHTOOL_SGSO, ETHTOOL_STSO, ETHTOOL_SSG, ETHTOOL_STXCSUM: features are dropped in dependency order
 for command in (0x2C, 0x24, 0x1F, 0x19, 0x17):
