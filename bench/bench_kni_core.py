@@ -72,19 +72,29 @@ def idle_figures() -> None:
         print(f"idle: kni_single CPU {used * 100:.2f} % over {time.monotonic() - started:.1f} s (interface up)")
 
 
-def release_figures() -> None:
-    samples: List[float] = []
-    with kni.rig("pa") as bench:
-        bench.add("kni0")
-        for index in range(REPEATS):
-            name = f"rel{index}"
-            bench.add(name)
-            kni.sh(f"ip link set {name} up")
-            samples.append(bench.remove(name))
-    print(
-        f"release while up: median {statistics.median(samples) * 1e3:.1f} ms over {len(samples)} "
-        f"(min {min(samples) * 1e3:.1f}, max {max(samples) * 1e3:.1f}; upstream stalls 3100-3300 ms)"
+def _summary(samples: List[float]) -> str:
+    return (
+        f"median {statistics.median(samples) * 1e3:.1f} ms over {len(samples)} "
+        f"(min {min(samples) * 1e3:.1f}, max {max(samples) * 1e3:.1f})"
     )
+
+
+def release_figures() -> None:
+    answered: List[float] = []
+    unanswered: List[float] = []
+    closed: List[float] = []
+    for _attempt in range(REPEATS):
+        with kni.rig("pa") as bench:
+            for name in ("rel0", "rel1", "rel2", "rel3", "rel4"):
+                bench.add(name)
+                kni.sh(f"ip link set {name} up")
+            answered.append(bench.remove("rel0"))
+            bench.close_control_thread()  # from here on nobody answers requests, as after a crash
+            unanswered.append(bench.remove("rel1"))
+            closed.append(bench.close())  # three interfaces still up
+    print(f"release while up (requests answered): {_summary(answered)}; upstream stalls 3100-3300 ms")
+    print(f"release while up (nobody answering): {_summary(unanswered)}")
+    print(f"close /dev/kni with 3 interfaces up: {_summary(closed)}")
 
 
 def request_figures() -> None:

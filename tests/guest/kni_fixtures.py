@@ -231,11 +231,15 @@ class Rig:
             self.pool.free_burst(mbufs)
         return frames
 
+    def close_control_thread(self) -> None:
+        """Stop answering requests, as a crashed application would."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+
     def close_control(self) -> float:
         """Stop answering requests and close /dev/kni (removing every interface); returns the seconds close() took."""
         self._closed = True
-        self._stop.set()
-        self._thread.join(timeout=10)
+        self.close_control_thread()
         started = time.monotonic()
         self.control.close()
         return time.monotonic() - started

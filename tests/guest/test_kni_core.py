@@ -206,8 +206,7 @@ def test_release_and_close_while_up_return_promptly(mode: str, report: Callable[
                 bench.add(name)
                 sh(f"ip link set {name} up")
             released = bench.remove("kni0")
-            bench._stop.set()  # nobody answers requests any more: the down request must not be waited for
-            bench._thread.join()
+            bench.close_control_thread()  # nobody answers requests any more: the down request must not be waited for
             released_unanswered = bench.remove("kni1")
             closed = bench.close()
         report(
