@@ -15,19 +15,21 @@ mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mount -t tmpfs -o mode=0755 tmpfs /run
 # A checkout (or virtualenv) under the host's /tmp must stay visible under the fresh /tmp:
 # park a bind mount of it in /run, then move it back on top of the new tmpfs.
-kept=0
-while read -r path; do
-    [ -n "$path" ] || continue
-    mkdir -p "/run/kni-keep/$kept" && mount --bind "$path" "/run/kni-keep/$kept"
-    kept=$((kept + 1))
-done < "$results/keep_paths"
+keep_paths() {  # park | restore
+    local kept=0 path
+    while read -r path; do
+        [ -n "$path" ] || continue
+        if [ "$1" = park ]; then
+            mkdir -p "/run/kni-keep/$kept" && mount --bind "$path" "/run/kni-keep/$kept"
+        else
+            mkdir -p "$path" && mount --move "/run/kni-keep/$kept" "$path"
+        fi
+        kept=$((kept + 1))
+    done < "$results/keep_paths"
+}
+keep_paths park
 mount -t tmpfs -o mode=1777 tmpfs /tmp
-kept=0
-while read -r path; do
-    [ -n "$path" ] || continue
-    mkdir -p "$path" && mount --move "/run/kni-keep/$kept" "$path"
-    kept=$((kept + 1))
-done < "$results/keep_paths"
+keep_paths restore
 mount -t hugetlbfs hugetlbfs /dev/hugepages
 mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
