@@ -41,6 +41,10 @@ DEFAULT_HEADROOM = 128  # RTE_PKTMBUF_HEADROOM
 DEFAULT_DATA_ROOM = 2048 + DEFAULT_HEADROOM  # RTE_MBUF_DEFAULT_DATAROOM + headroom, as DPDK pools are usually made
 
 
+# Positions in MBUF_HEAD of vlan_tci, hash, vlan_tci_outer and pool, which this library does not use.
+_HEAD_FIELDS_NOT_DECODED = (10, 11, 12, 14)
+
+
 class MbufHeader(NamedTuple):
     """The rte_mbuf fields this library and the kernel use, as read from shared memory."""
 
@@ -318,38 +322,8 @@ class MbufPool:
 
     def read_header(self, va: int) -> MbufHeader:
         """Decode one mbuf header (diagnostics and tests)."""
-        (
-            buf_addr,
-            buf_iova,
-            data_off,
-            refcnt,
-            nb_segs,
-            port,
-            ol_flags,
-            packet_type,
-            pkt_len,
-            data_len,
-            _vlan_tci,
-            _hash,
-            _vlan_tci_outer,
-            buf_len,
-            _pool,
-            next_va,
-        ) = MBUF_HEAD.unpack_from(self._view, va - self._base)
-        return MbufHeader(
-            buf_addr,
-            buf_iova,
-            data_off,
-            refcnt,
-            nb_segs,
-            port,
-            ol_flags,
-            packet_type,
-            pkt_len,
-            data_len,
-            buf_len,
-            next_va,
-        )
+        fields = MBUF_HEAD.unpack_from(self._view, va - self._base)
+        return MbufHeader(*(value for index, value in enumerate(fields) if index not in _HEAD_FIELDS_NOT_DECODED))
 
     # --- teardown --------------------------------------------------------------------------------------------------
 
