@@ -10,10 +10,9 @@ import sys
 import tempfile
 import time
 
+from tests.collection_path import ensure_collection_path
 from tests.vmharness import guest, matrix
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COLLECTION_ROOT = os.path.join(REPO_ROOT, ".collection-root")
 DEMO_KERNEL = os.environ.get("KNI_DEMO_KERNEL", "6.1")
 DEMO_PLAYBOOK = "kernelnic.kni.demo"
 # The guest idles until the harness drops the stop file into its results share.
@@ -40,16 +39,9 @@ def wait_for_ssh(port: int, vm: guest.Guest, timeout: float = 120) -> None:
     raise guest.GuestError(f"sshd in the guest did not answer on 127.0.0.1:{port}\n{vm.console_tail()}")
 
 
-def ensure_collection_path() -> None:
-    link = os.path.join(COLLECTION_ROOT, "ansible_collections", "kernelnic", "kni")
-    if not os.path.islink(link):
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        os.symlink(REPO_ROOT, link)
-
-
 def main() -> int:
     kernel = matrix.kernel(DEMO_KERNEL)
-    ensure_collection_path()
+    collection_root = ensure_collection_path(importable=False)
     with tempfile.TemporaryDirectory(prefix="kni-demo-") as work:
         key = os.path.join(work, "id_ed25519")
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
@@ -70,7 +62,7 @@ def main() -> int:
             print(f"[demo] guest up after {vm.boot_seconds:.1f}s; running {DEMO_PLAYBOOK}", flush=True)
             env = dict(
                 os.environ,
-                ANSIBLE_COLLECTIONS_PATH=COLLECTION_ROOT,
+                ANSIBLE_COLLECTIONS_PATH=collection_root,
                 ANSIBLE_HOST_KEY_CHECKING="False",
                 ANSIBLE_PIPELINING="True",
             )
