@@ -28,13 +28,7 @@ author:
   - kernelnic.kni contributors (@kernelnic)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: linux
+  - kernelnic.kni.attributes
 options:
   state:
     description:

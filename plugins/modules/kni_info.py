@@ -20,15 +20,7 @@ author:
   - kernelnic.kni contributors (@kernelnic)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-    details: The module only reads.
-  diff_mode:
-    support: N/A
-    details: The module changes nothing.
-  platform:
-    platforms: linux
+  - kernelnic.kni.attributes.info_module
 options:
   service:
     description:
