@@ -29,13 +29,7 @@ author:
   - kernelnic.kni contributors (@kernelnic)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: linux
+  - kernelnic.kni.attributes
 requirements:
   - pyroute2 (Debian package C(python3-pyroute2)) on the managed host, for the Linux-side options and O(adopt)
 options:
