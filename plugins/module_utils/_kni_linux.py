@@ -21,6 +21,9 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._kni_interface impor
 )
 
 IFF_UP = 0x1
+RTM_DELADDR = 21
+NLM_F_REQUEST_ACK = 0x1 | 0x4
+EOPNOTSUPP = 95
 IFF_PROMISC = 0x100
 IFF_ALLMULTI = 0x200
 _FLAGS = {"promisc": IFF_PROMISC, "allmulticast": IFF_ALLMULTI}
@@ -123,16 +126,25 @@ class LinuxLinks:
         else:
             interface = ipaddress.ip_interface(change.value)
             family = socket.AF_INET if interface.version == 4 else socket.AF_INET6
-            command = "add" if change.kind == "addr_add" else "del"
-            extra = {"local": str(interface.ip)} if interface.version == 4 else {}
-            self.ipr.addr(
-                command,
-                index=index,
-                address=str(interface.ip),
-                prefixlen=interface.network.prefixlen,
-                family=family,
-                **extra,
-            )
+            fields = {
+                "index": index,
+                "address": str(interface.ip),
+                "prefixlen": interface.network.prefixlen,
+                "family": family,
+            }
+            if interface.version == 4:
+                fields["local"] = str(interface.ip)
+            if change.kind == "addr_add":
+                self.ipr.addr("add", **fields)
+                return
+            try:
+                self.ipr.addr("del", **fields)
+            except _netlink_errors() as exc:
+                # pyroute2 0.5 sends its "del" with NLM_F_CREATE|NLM_F_EXCL, which newer kernels refuse with
+                # EOPNOTSUPP: send the plain request instead (0.5 takes a (type, flags) command).
+                if getattr(exc, "code", None) != EOPNOTSUPP:
+                    raise
+                self.ipr.addr((RTM_DELADDR, NLM_F_REQUEST_ACK), **fields)
 
     def close(self) -> None:
         if self._ipr is not None:

@@ -40,7 +40,9 @@ class Message(dict):
 
 
 class NetlinkError(OSError):
-    pass
+    @property
+    def code(self) -> int:
+        return self.errno
 
 
 class FakeIPRoute:
@@ -51,6 +53,7 @@ class FakeIPRoute:
         self.calls: List[Tuple[str, Dict[str, Any]]] = []
         self.closed = False
         self.fail_on: Optional[str] = None  # a command ("link set", "addr add") that raises
+        self.old_del = False  # refuse "del" like a new kernel refuses pyroute2 0.5's request
 
     def add_link(self, name: str, flags: int = IFF_BROADCAST | IFF_MULTICAST) -> int:
         index = self.next_index
@@ -101,7 +104,11 @@ class FakeIPRoute:
         link["flags"] = (link["flags"] & ~change) | (flags & change)
         return ()
 
-    def addr(self, command: str, index: int, address: str, prefixlen: int, family: int, **extra: Any) -> Tuple[()]:
+    def addr(self, command: Any, index: int, address: str, prefixlen: int, family: int, **extra: Any) -> Tuple[()]:
+        if self.old_del and command == "del":  # pyroute2 0.5's flags on a kernel that checks them
+            raise NetlinkError(95, "Operation not supported")
+        if command == (21, 5):  # RTM_DELADDR with NLM_F_REQUEST|NLM_F_ACK
+            command = "del"
         self.calls.append((f"addr {command}", {"index": index, "address": address, "prefixlen": prefixlen}))
         assert family == (socket.AF_INET6 if ":" in address else socket.AF_INET)
         if self.fail_on == f"addr {command}":

@@ -136,6 +136,17 @@ def test_addresses_are_exclusive_but_keep_kernel_link_local(world: World, capsys
     assert cleared["changed"] and world.ipr.cidrs("kni0") == ["fe80::1/64"]
 
 
+def test_address_delete_falls_back_to_a_plain_request(world: World, capsys: pytest.CaptureFixture) -> None:
+    run_module(kni_interface.main, capsys, KNI0)
+    world.ipr.old_del = True
+    result = run_module(kni_interface.main, capsys, dict(KNI0, addresses=["192.0.2.1/24"]))
+    assert result["actions"] == ["kni0: delete address 2001:db8::1/64"]
+    assert world.ipr.cidrs("kni0") == ["192.0.2.1/24"]
+    world.ipr.fail_on = "addr del"
+    failed = run_module(kni_interface.main, capsys, dict(KNI0, addresses=[]))
+    assert failed["failed"] and "kni0: delete address 192.0.2.1/24 failed" in failed["msg"]
+
+
 def test_recreate_reapplies_linux_side(world: World, capsys: pytest.CaptureFixture) -> None:
     run_module(kni_interface.main, capsys, KNI0)
     args = dict(KNI0, core=1)
