@@ -1,0 +1,64 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright: kernelnic.kni contributors
+"""The kni role's static facts: the module_utils it installs for kni-pump are exactly what the pump imports, the
+sizes behind its hugepage computation match the pump's, and argument_specs documents every default."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any, Dict, Set
+
+import yaml
+from ansible_collections.kernelnic.kni.plugins.module_utils import _abi, _mbuf
+
+ROLE = Path(__file__).resolve().parents[2] / "roles" / "kni"
+MODULE_UTILS = ROLE.parents[1] / "plugins" / "module_utils"
+PREFIX = "ansible_collections.kernelnic.kni.plugins.module_utils."
+
+
+def _yaml(path: Path) -> Dict[str, Any]:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def _imports(name: str) -> Set[str]:
+    """The module_utils a module imports anywhere (function-level imports included)."""
+    tree = ast.parse((MODULE_UTILS / f"{name}.py").read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(PREFIX):
+            found.add(node.module[len(PREFIX) :])
+    return found
+
+
+def test_pump_library_is_the_closure_of_the_pump_imports() -> None:
+    wanted = {"_pump_cli"}
+    pending = ["_pump_cli"]
+    while pending:
+        for imported in _imports(pending.pop()):
+            if imported not in wanted:
+                wanted.add(imported)
+                pending.append(imported)
+    installed = _yaml(ROLE / "vars" / "main.yml")["kni_pump_library_modules"]
+    assert sorted(installed) == sorted(wanted)
+
+
+def test_hugepage_sizes_match_the_pump() -> None:
+    role_vars = _yaml(ROLE / "vars" / "main.yml")
+    object_size = -(-(_abi.MBUF_SIZE + _mbuf.DEFAULT_DATA_ROOM) // _abi.CACHE_LINE_SIZE) * _abi.CACHE_LINE_SIZE
+    assert role_vars["kni_pump_mbuf_bytes"] == object_size
+    assert role_vars["kni_pump_fifo_zone_bytes"] == _abi.FIFO_AREA_SIZE + 64
+
+
+def test_argument_specs_cover_the_defaults() -> None:
+    defaults = _yaml(ROLE / "defaults" / "main.yml")
+    options = _yaml(ROLE / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+    assert sorted(options) == sorted(defaults)
+    for name, spec in options.items():
+        assert name.startswith("kni_"), name
+        assert spec.get("description"), name
+        value = defaults[name]
+        if "default" in spec:
+            assert spec["default"] == value, name
+        else:  # computed from facts or the collection's files at run time
+            assert "{{" in str(value), name
