@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Command line: ``python -m tests.vmharness {setup,list,run,build}``."""
+"""Command line: ``python -m tests.vmharness {setup,list,run,build,demo,vm}``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,12 @@ import argparse
 import sys
 
 from tests.vmharness import matrix
+
+
+def _add_vm_parser(sub: argparse._SubParsersAction) -> None:
+    from tests.vmharness import vmcli
+
+    vmcli.add_parser(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--kernel", required=True)
     build.add_argument("source")
     build.add_argument("output")
+    _add_vm_parser(sub)
     args = parser.parse_args(argv)
 
     if args.command == "setup":
@@ -54,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         for line in problems:
             print(f"dmesg: {line}")
         return result.exit_code or (1 if problems else 0)
+    if args.command == "vm":
+        from tests.vmharness import vmcli
+
+        return vmcli.run(args)
     if args.command == "build":
         from tests.vmharness import kbuild
 
