@@ -9,7 +9,7 @@ VPY := $(VENV)/bin/python
 SANITY_ROOT := .cache/sanity/ansible_collections/kernelnic/kni
 export KNI_CACHE ?= /var/cache/kernelnic-kni
 
-.PHONY: demo test setup venv lint unit sanity ansible-lint kernel-tests integration pump-tests images molecule clean
+.PHONY: demo test setup venv lint unit sanity ansible-lint kernel-tests integration pump-tests images molecule pyroute2-compat clean
 
 demo: setup venv
 	$(VPY) -m tests.vmharness demo
@@ -79,6 +79,22 @@ molecule: images venv
 	for platform in $(MOLECULE_PLATFORMS); do \
 	  ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.collection-root PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
 	    molecule test --platform-name $$platform || exit 1; \
+	done
+
+# kni_interface's host network-namespace tests (root, no kernel module) against the python3-pyroute2 that Debian
+# ships to managed hosts: bullseye 0.5.14, bookworm 0.7.2, trixie 0.7.7 (`make unit` runs them with the venv's).
+PYROUTE2_SUITES ?= bullseye bookworm trixie
+pyroute2-compat: venv
+	for suite in $(PYROUTE2_SUITES); do \
+	  dir=$(CURDIR)/.cache/pyroute2/$$suite; \
+	  if [ ! -d $$dir/pkg ]; then \
+	    rm -rf $$dir && mkdir -p $$dir && (cd $$dir && apt-get download -q python3-pyroute2/$$suite) && \
+	    dpkg -x $$dir/python3-pyroute2_*.deb $$dir/deb && mv $$dir/deb/usr/lib/python3/dist-packages $$dir/pkg || exit 1; \
+	  fi; \
+	  PYTHONPATH=$$dir/pkg $(VPY) -c "import importlib.metadata as m, pyroute2; \
+	    assert pyroute2.__file__.startswith('$$dir/'), pyroute2.__file__; print('$$suite: pyroute2', m.version('pyroute2'))" && \
+	  PYTHONPATH=$$dir/pkg $(VPY) -m pytest -q -p no:cacheprovider tests/unit/plugins/modules/test_kni_interface_netns.py \
+	    || exit 1; \
 	done
 
 clean:
