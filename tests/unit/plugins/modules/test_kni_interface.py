@@ -294,3 +294,11 @@ def test_missing_pyroute2_names_the_package(monkeypatch: pytest.MonkeyPatch, cap
         LinuxLinks().read("lo")
     result = run_module(kni_interface.main, capsys, {"name": "lo", "adopt": True, "admin_state": "up"})
     assert result["failed"] and result["msg"] == MISSING_PYROUTE2
+
+
+def test_yaml_boolean_carrier_is_accepted(world: World, capsys: pytest.CaptureFixture) -> None:
+    result = run_module(kni_interface.main, capsys, {"name": "kni0", "backend": "null", "carrier": True})
+    assert "failed" not in result, result
+    assert world.pump.desired["kni0"].carrier == "on" and result["interfaces"][0]["carrier"] == "on"
+    listed = {"interfaces": [{"name": "kni0", "carrier": False}]}
+    assert run_module(kni_interface.main, capsys, listed)["interfaces"][0]["carrier"] == "off"
