@@ -58,9 +58,9 @@ kernel-tests:
 integration: setup venv
 	KNI_ANSIBLE_INTEGRATION=1 KNI_KERNELS=6.1 KNI_GUEST_TIMEOUT=3600 $(VPY) -m pytest -m kernel tests/kernel
 
-# The kni-pump guest tests: they pass in a session of their own, not yet after the KNI core tests.
+# Only the kni-pump guest tests (make test runs them too, with the rest of the guest session).
 pump-tests: setup venv
-	KNI_PUMP_TESTS=1 KNI_GUEST_TESTS=tests/guest/test_pump_kni.py $(VPY) -m pytest -m kernel tests/kernel
+	KNI_GUEST_TESTS=tests/guest/test_pump_kni.py $(VPY) -m pytest -m kernel tests/kernel
 
 # Debian disk images (bullseye 5.10, bookworm 6.1, trixie 6.12) booting systemd, built with mmdebstrap and
 # cached under $(KNI_CACHE)/images (about 7 minutes each); a second run only checks them.

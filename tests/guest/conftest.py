@@ -9,8 +9,6 @@ from collections.abc import Callable, Iterator
 import pytest
 
 ANSIBLE_INTEGRATION = os.environ.get("KNI_ANSIBLE_INTEGRATION") == "1"
-# The kni-pump guest tests pass on their own but not yet after the KNI core tests in one session.
-PUMP_TESTS = os.environ.get("KNI_PUMP_TESTS") == "1"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -18,7 +16,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "ansible_integration: ansible-playbook runs in the guest; only with KNI_ANSIBLE_INTEGRATION=1"
     )
-    config.addinivalue_line("markers", "pump_session: kni-pump guest tests; only with KNI_PUMP_TESTS=1")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -31,9 +28,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         marker = item.get_closest_marker("only_kernels")
         wrong_kernel = marker is not None and kernel not in marker.args
         # ansible-playbook under emulation takes minutes per target: `make integration` runs these, not `make test`.
-        not_asked = (item.get_closest_marker("ansible_integration") is not None and not ANSIBLE_INTEGRATION) or (
-            item.get_closest_marker("pump_session") is not None and not PUMP_TESTS
-        )
+        not_asked = item.get_closest_marker("ansible_integration") is not None and not ANSIBLE_INTEGRATION
         (dropped if wrong_kernel or not_asked else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)

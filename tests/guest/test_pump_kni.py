@@ -23,8 +23,6 @@ from typing import Any, Optional
 import pytest
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import ControlClient
 
-pytestmark = pytest.mark.pump_session
-
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NETNS = "pumppeer"
 KNI = "kpump0"
@@ -117,7 +115,8 @@ class Pump:
 @pytest.fixture(scope="module")
 def pump() -> Iterator[Pump]:
     module = os.path.join(os.environ["KNI_TEST_MODULES"], "rte_kni.ko")
-    sh("rmmod rte_kni", check=False)  # another test of the session may have left it loaded, with other parameters
+    teardown()  # whatever an earlier test of the session left: rte_kni loaded with other parameters, our netns...
+    assert not os.path.isdir("/sys/module/rte_kni"), "rte_kni is still loaded (held by a leftover process?)"
     sh(f"insmod {module}")
     sh("echo 32 > /proc/sys/vm/nr_hugepages")
     os.makedirs(STATE_DIR, exist_ok=True)
@@ -216,16 +215,34 @@ def test_tcp_stream_echo_and_byte_counts(pump: Pump) -> None:
     assert pump_counters["egress_dropped"] == 0
 
 
+def restore_link() -> None:
+    """Put back what the fixture set up, so that a failed request test does not fail the tests after it."""
+    for change in ("up", "mtu 1500", f"address {MAC}", "promisc off", "allmulticast off"):
+        sh(f"ip link set {KNI} {change}", check=False)
+
+
 def test_requests_reach_the_backend(pump: Pump) -> None:
+    try:
+        check_requests(pump)
+    finally:
+        restore_link()
+
+
+def check_requests(pump: Pump) -> None:
     def detail() -> dict:
         return request("get", name=KNI)["interface"]
 
+    def reaches(field: str, want: Any) -> bool:
+        # rte_kni hands promisc/allmulti requests to a work item when the address-list lock is held, so `ip` may
+        # return before the pump has seen them: wait for the answer instead of sampling once.
+        return wait_for(lambda: detail()[field] == want, 5)
+
     sh(f"ip link set {KNI} down")
-    assert detail()["state"] == "down"
+    assert reaches("state", "down"), pump.tail()
     sh(f"ip link set {KNI} up")
-    assert detail()["state"] == "up"
+    assert reaches("state", "up"), pump.tail()
     sh(f"ip link set {KNI} mtu 1400")
-    assert detail()["mtu"] == 1400 and sysfs(KNI, "mtu") == "1400"
+    assert reaches("mtu", 1400) and sysfs(KNI, "mtu") == "1400"
     sh(f"ip link set {KNI} mtu 1500")
 
     def promiscuity() -> int:
@@ -234,16 +251,17 @@ def test_requests_reach_the_backend(pump: Pump) -> None:
 
     before = promiscuity()
     sh(f"ip link set {KNI} promisc on")
-    assert wait_for(lambda: promiscuity() == before + 1)
+    assert wait_for(lambda: promiscuity() == before + 1), pump.tail()
     assert detail()["backend_state"]["promisc"] is True
     sh(f"ip link set {KNI} promisc off")
-    assert wait_for(lambda: promiscuity() == before)
+    assert wait_for(lambda: promiscuity() == before), pump.tail()
     sh(f"ip link set {KNI} allmulticast on")
-    assert detail()["backend_state"]["allmulti"] is True
+    assert wait_for(lambda: detail()["backend_state"]["allmulti"] is True, 5), pump.tail()
     sh(f"ip link set {KNI} allmulticast off")
+    assert wait_for(lambda: detail()["backend_state"]["allmulti"] is False, 5), pump.tail()
     new_mac = "02:00:00:77:00:42"
     sh(f"ip link set {KNI} address {new_mac}")
-    assert detail()["mac"] == new_mac
+    assert reaches("mac", new_mac)
     assert wait_for(lambda: new_mac in sh("bridge fdb show dev pvb").stdout)  # the NIC's unicast filter
     sh(f"ip link set {KNI} address {MAC}")
     assert wait_for(lambda: new_mac not in sh("bridge fdb show dev pvb").stdout)

@@ -46,7 +46,6 @@ def guest_script(kernel: matrix.Kernel, modules_dir: str, selection: list[str]) 
         "KNI_TEST_MODULES": modules_dir,
         "PYTHONDONTWRITEBYTECODE": "1",
         "KNI_ANSIBLE_INTEGRATION": os.environ.get("KNI_ANSIBLE_INTEGRATION", "0"),
-        "KNI_PUMP_TESTS": os.environ.get("KNI_PUMP_TESTS", "0"),
     }
     exports = " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items())
     pytest_args = " ".join(shlex.quote(item) for item in selection)
