@@ -31,6 +31,7 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import PumpDaemon, Settings
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_netlink import LinkMonitor, RtnlClient, RtnlWorker
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_state import (
+    PersistedState,
     StateError,
     config_digest,
     read_state,
@@ -67,21 +68,24 @@ def load_config(path: str) -> tuple[List[InterfaceConfig], str]:
     return parse_desired_state(document), config_digest(data)
 
 
-def initial_state(config_path: Optional[str], state_dir: str) -> tuple[List[InterfaceConfig], Optional[str]]:
-    """The configuration file if it changed since the state was saved (or there is no state), else the state."""
+def initial_state(config_path: Optional[str], state_dir: str) -> PersistedState:
+    """The configuration file if it changed since the state was saved (or there is no state), else the state;
+    with the persisted administrative state either way."""
     persisted = read_state(state_dir)
     if config_path is None:
-        return (persisted.interfaces if persisted else []), (persisted.config_digest if persisted else None)
+        return persisted or PersistedState([], None)
     interfaces, digest = load_config(config_path)
-    if persisted is not None and persisted.config_digest == digest:
+    if persisted is None:
+        return PersistedState(interfaces, digest)
+    if persisted.config_digest == digest:
         # Same file as last time: the state also holds control-socket changes and generated MACs.
-        return persisted.interfaces, digest
-    if persisted is not None:
-        macs = {interface.name: interface.mac for interface in persisted.interfaces}
-        interfaces = [
-            interface if interface.mac else _with_mac(interface, macs.get(interface.name)) for interface in interfaces
-        ]
-    return interfaces, digest
+        return persisted
+    macs = {interface.name: interface.mac for interface in persisted.interfaces}
+    interfaces = [
+        interface if interface.mac else _with_mac(interface, macs.get(interface.name)) for interface in interfaces
+    ]
+    names = [interface.name for interface in interfaces]
+    return PersistedState(interfaces, digest, tuple(name for name in persisted.admin_up if name in names))
 
 
 def _with_mac(interface: InterfaceConfig, mac: Optional[str]) -> InterfaceConfig:
@@ -106,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     os.makedirs(args.state_dir, mode=0o700, exist_ok=True)
     remove_stale_temporaries(args.state_dir)
     try:
-        interfaces, digest = initial_state(args.config, args.state_dir)
+        interfaces, digest, admin_up = initial_state(args.config, args.state_dir)
     except ConfigError as exc:
         LOG.error("invalid configuration: %s", exc)
         return EXIT_INVALID
@@ -133,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda _signum, _frame: daemon.stop())
     signal.signal(signal.SIGHUP, lambda _signum, _frame: daemon.request_reload())
     try:
-        errors = daemon.start(interfaces)
+        errors = daemon.start(interfaces, admin_up)
         names = ", ".join(sorted(daemon.ports)) or "none"
         LOG.info(
             "ready %.2f s after process start (code loaded at %.2f s): interfaces %s%s",

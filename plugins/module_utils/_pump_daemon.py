@@ -58,7 +58,7 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import
 )
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_netlink import Job, LinkEvent
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_plan import Action, assign_macs, by_name, plan
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_state import write_state
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_state import StateError, write_state
 from ansible_collections.kernelnic.kni.plugins.module_utils._requests import KniRequest, RequestCallbacks
 
 LOG = logging.getLogger("kni-pump")
@@ -98,7 +98,13 @@ class LinkOps(Protocol):
     """RTNL-taking link changes (run on the worker thread)."""
 
     def set_link(
-        self, ifindex: int, *, carrier: Optional[bool] = None, mtu: Optional[int] = None, address: bytes = b""
+        self,
+        ifindex: int,
+        *,
+        carrier: Optional[bool] = None,
+        mtu: Optional[int] = None,
+        address: bytes = b"",
+        up: Optional[bool] = None,
     ) -> None: ...
 
 
@@ -275,15 +281,34 @@ class PumpDaemon:
         self._last_retry = 0.0
         self.stats = {"rounds": 0, "sleeps": 0, "requests": 0, "started": time.time()}
         self.sleep = 0.0
+        # Administrative state (ip link set up/down) by interface name, as the kernel last asked for it; persisted
+        # with the desired state so that a restarted daemon brings the same interfaces up again.
+        self.admin: Dict[str, bool] = {}
+        self._admin_dirty = False
+        self._start_jobs: Optional[List[Job]] = None  # link jobs start() waits for (None once started)
+        self._bring_up: List[Port] = []  # created by this reconcile, to be brought up again once it is over
 
     # --- start-up ----------------------------------------------------------------------------------------------------
 
-    def start(self, desired: Sequence[InterfaceConfig]) -> List[str]:
-        """Create the initial interfaces and open the control socket; returns per-interface failures."""
+    def start(self, desired: Sequence[InterfaceConfig], admin_up: Sequence[str] = ()) -> List[str]:
+        """Create the initial interfaces, bring up those in ``admin_up`` (they were up when the last daemon ended),
+        and open the control socket; returns per-interface failures."""
         interfaces = assign_macs(list(desired), {})
         self.desired = by_name(interfaces)
+        self.admin = {name: True for name in admin_up if name in self.desired}
         self._persist()
+        jobs: List[Job] = []
+        self._start_jobs = jobs
         errors = self._reconcile()
+        # Bringing an interface up is a request this thread answers, then a carrier change (appended to ``jobs`` as
+        # the request is answered): pump until they are all done.
+        done = self.pump_until(lambda: all(job.done.is_set() for job in jobs))
+        self._start_jobs = None
+        if not done:
+            errors.append("bringing the interfaces up again did not complete")
+        for job in jobs:
+            if job.error is not None:
+                errors.append(f"{job.description}: {job.error}")
         if self.settings.socket_path:
             self.control = ControlServer(self.settings.socket_path, self.handle_request, self.settings.socket_group)
         return errors
@@ -345,6 +370,12 @@ class PumpDaemon:
                     port.counters["requests_refused"] += 1
                 moved += 1
             moved += port.pump()
+        if self._admin_dirty:
+            self._admin_dirty = False
+            try:
+                self._persist()
+            except StateError as exc:
+                LOG.error("administrative state not saved: %s", exc)
         return moved
 
     def wait(self, timeout: float) -> bool:
@@ -447,9 +478,12 @@ class PumpDaemon:
             return None
         port.carrier_set = want
         ifindex, name = port.ifindex, port.config.name
-        return self.worker.submit(
+        job = self.worker.submit(
             lambda: self.links.set_link(ifindex, carrier=want), f"{name}: carrier {'on' if want else 'off'}"
         )
+        if self._start_jobs is not None:
+            self._start_jobs.append(job)
+        return job
 
     def _defer(self, function: Callable[[], None], description: str) -> None:
         self.worker.submit(function, description)
@@ -474,6 +508,11 @@ class PumpDaemon:
                 return 0
             port.backend.set_admin_up(up)
             port.admin_up = up
+            name = port.config.name
+            # Only a live interface's state is remembered: not the down of one being released or recreated.
+            if self.ports.get(name) is port and self.admin.get(name, False) != up:
+                self.admin[name] = up
+                self._admin_dirty = True  # saved by the pump loop once this request is answered
             port.carrier_set = None if up else False  # ndo_open reset the carrier; push the policy after answering
             if up:
                 self._sync_carrier(port)
@@ -518,6 +557,13 @@ class PumpDaemon:
                 LOG.error("%s", message)
                 self.failed[action.name] = message
                 errors.append(message)
+        # Only now, with every interface created: the kernel holds RTNL while it waits for this thread to answer the
+        # up request, and creating an interface needs RTNL, so an earlier up would stall both until the 3 s timeout.
+        ports, self._bring_up = self._bring_up, []
+        for port in ports:
+            job = self._link_job(port, "up again", up=True)
+            if self._start_jobs is not None:
+                self._start_jobs.append(job)
         return errors
 
     def _execute(self, action: Action) -> None:
@@ -559,6 +605,8 @@ class PumpDaemon:
         except OSError:
             port.ifindex = 0
         self.ports[name] = port
+        if self.admin.get(name) and port.ifindex:
+            self._bring_up.append(port)  # it was up before (last daemon, or before a recreate)
 
     def _remove(self, name: str) -> None:
         port = self.ports.pop(name, None)
@@ -642,6 +690,7 @@ class PumpDaemon:
             return error_reply(exc.field, exc.message)
         known = {**self.desired, **{name: port.config for name, port in self.ports.items()}}
         self.desired = by_name(assign_macs(merged, known))
+        self.admin = {name: up for name, up in self.admin.items() if name in self.desired}
         self._persist()
         actions = plan(self.desired, {name: port.config for name, port in self.ports.items()})
         errors = self._reconcile()
@@ -651,7 +700,8 @@ class PumpDaemon:
         return ok_reply(actions=described, interfaces=[self._summary(name) for name in sorted(self.desired)])
 
     def _persist(self) -> None:
-        write_state(self.settings.state_dir, list(self.desired.values()), self.settings.config_digest)
+        admin_up = [name for name in self.desired if self.admin.get(name)]
+        write_state(self.settings.state_dir, list(self.desired.values()), self.settings.config_digest, admin_up)
 
     def _summary(self, name: str) -> Dict[str, Any]:
         port = self.ports.get(name)

@@ -4,7 +4,7 @@
 
 * ``LinkMonitor``: a NETLINK_ROUTE socket subscribed to RTMGRP_LINK; RTM_NEWLINK/RTM_DELLINK become ``LinkEvent``s
   (used for the ``follow`` carrier policy).
-* ``RtnlClient``: RTM_SETLINK with IFLA_CARRIER, IFLA_MTU or IFLA_ADDRESS, waiting for the kernel's ack.
+* ``RtnlClient``: RTM_SETLINK with IFLA_CARRIER, IFLA_MTU, IFLA_ADDRESS or IFF_UP, waiting for the kernel's ack.
 * ``RtnlWorker``: runs such changes on its own thread. Anything that takes RTNL must not run on the pump thread:
   while the kernel waits (holding RTNL) for the pump to answer a KNI request, a pump blocked on RTNL would answer
   nothing until the kernel gives up after 3 s. The worker blocks instead, and the pump keeps answering.
@@ -133,8 +133,17 @@ class RtnlClient:
         self._lock = threading.Lock()
 
     def set_link(
-        self, ifindex: int, *, carrier: Optional[bool] = None, mtu: Optional[int] = None, address: bytes = b""
+        self,
+        ifindex: int,
+        *,
+        carrier: Optional[bool] = None,
+        mtu: Optional[int] = None,
+        address: bytes = b"",
+        up: Optional[bool] = None,
     ) -> None:
+        flags = change = 0
+        if up is not None:  # what `ip link set up/down` sends: IFF_UP in the flags the change mask selects
+            flags, change = (IFF_UP if up else 0), IFF_UP
         attributes = b""
         if carrier is not None:
             attributes += _attribute(IFLA_CARRIER, bytes([1 if carrier else 0]))
@@ -142,7 +151,7 @@ class RtnlClient:
             attributes += _attribute(IFLA_MTU, struct.pack("=I", mtu))
         if address:
             attributes += _attribute(IFLA_ADDRESS, address)
-        self._request(RTM_SETLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, ifindex, 0, 0) + attributes)
+        self._request(RTM_SETLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, ifindex, flags, change) + attributes)
 
     def _request(self, kind: int, body: bytes) -> None:
         with self._lock:

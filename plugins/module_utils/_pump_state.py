@@ -6,6 +6,8 @@ The file is written to a temporary name in the same directory, fsync'ed, renamed
 directory fsync'ed, so after a crash or power cut the file is either the old state or the new one, never a mix.
 It records the digest of the configuration file it was derived from: on start the daemon uses the configuration
 file if it changed since (an operator or Ansible edited it), else the state, which includes control-socket changes.
+It also records which interfaces were administratively up (``admin_up``): a restarted daemon (after a crash, or
+``kill -9`` and systemd's restart) brings those up again, so an operator's ``ip link set kni0 up`` survives it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import errno
 import hashlib
 import json
 import os
-from typing import List, NamedTuple, Optional, Sequence
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import (
     ConfigError,
@@ -34,6 +36,7 @@ class StateError(Exception):
 class PersistedState(NamedTuple):
     interfaces: List[InterfaceConfig]
     config_digest: Optional[str]
+    admin_up: Tuple[str, ...] = ()  # names of the interfaces that were administratively up
 
 
 def config_digest(data: bytes) -> str:
@@ -44,10 +47,13 @@ def state_path(state_dir: str) -> str:
     return os.path.join(state_dir, STATE_FILE)
 
 
-def write_state(state_dir: str, interfaces: Sequence[InterfaceConfig], digest: Optional[str]) -> None:
+def write_state(
+    state_dir: str, interfaces: Sequence[InterfaceConfig], digest: Optional[str], admin_up: Sequence[str] = ()
+) -> None:
     """Atomically replace the state file (write temp + fsync + rename + fsync directory)."""
     document = desired_state_document(interfaces)
     document["config_digest"] = digest
+    document["admin_up"] = sorted(admin_up)
     data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
     try:
         # What tempfile.mkstemp does (mode 0600, O_EXCL), without importing tempfile's dependencies at start-up.
@@ -99,11 +105,16 @@ def read_state(state_dir: str) -> Optional[PersistedState]:
     if not isinstance(document, dict):
         raise StateError(f"{path} does not hold a JSON object")
     digest = document.pop("config_digest", None)
+    admin_up = document.pop("admin_up", [])  # absent in a state written before it was recorded
+    if not isinstance(admin_up, list) or not all(isinstance(name, str) for name in admin_up):
+        raise StateError(f"{path}: admin_up must be a list of interface names")
     try:
         interfaces = parse_desired_state(document)
     except ConfigError as exc:
         raise StateError(f"{path}: {exc}") from exc
-    return PersistedState(interfaces, digest if isinstance(digest, str) else None)
+    known = [interface.name for interface in interfaces]
+    up = tuple(name for name in admin_up if name in known)
+    return PersistedState(interfaces, digest if isinstance(digest, str) else None, up)
 
 
 def remove_stale_temporaries(state_dir: str) -> None:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
 import pytest
@@ -321,11 +321,17 @@ def test_status_command(pump: Pump) -> None:
     assert row.split()[:6] == [KNI, "up", "on", "1500", MAC, "afpacket:pvb"]
 
 
-def test_kill_removes_interfaces_and_restart_recreates_them(pump: Pump) -> None:
+def admin_up(name: str) -> bool:
+    return bool(int(sysfs(name, "flags"), 16) & 0x1)  # IFF_UP
+
+
+def test_kill_removes_interfaces_and_restart_recreates_them(pump: Pump, report: Callable[[str], None]) -> None:
     assert request("apply", interface={"name": KNI, "mac": MAC, "mtu": 1400, "backend": "afpacket:pvb"})["ok"]
     assert request("apply", interface={"name": "kpump1", "backend": "null", "carrier": "on"})["ok"]
     mac1 = sysfs("kpump1", "address")
-    expected = {KNI: (MAC, "1400", "1"), "kpump1": (mac1, "1500", "1")}
+    # The operator's administrative state, which the restart must bring back: kpump1 up, the KNI interface down.
+    sh(f"ip link set kpump1 up && ip link set {KNI} down")
+    assert wait_for(lambda: request("get", name="kpump1")["interface"]["state"] == "up")
     pump.stop(signal.SIGKILL)
     assert wait_for(lambda: not os.path.exists(f"/sys/class/net/{KNI}"))
     assert not os.path.exists("/sys/class/net/kpump1")
@@ -334,19 +340,29 @@ def test_kill_removes_interfaces_and_restart_recreates_them(pump: Pump) -> None:
 
     def restored() -> bool:
         try:
-            return all(
-                (sysfs(name, "address"), sysfs(name, "mtu"), sysfs(name, "carrier")) == want
-                for name, want in expected.items()
+            return (
+                (sysfs("kpump1", "address"), sysfs("kpump1", "mtu"), sysfs("kpump1", "carrier")) == (mac1, "1500", "1")
+                and admin_up("kpump1")
+                and (sysfs(KNI, "address"), sysfs(KNI, "mtu")) == (MAC, "1400")
+                and not admin_up(KNI)
             )
         except OSError:  # not there yet, or carrier unreadable while the interface is down
             return False
 
     began = time.monotonic()
     pump.start(config=False, timeout=60)  # from the persisted state alone
-    assert wait_for(lambda: all(os.path.exists(f"/sys/class/net/{name}") for name in expected), 60), pump.tail()
-    # Administrative state is the network configuration's business (it is not persisted): bring both up as it would.
-    sh(f"ip link set {KNI} up && ip link set kpump1 up")
-    ready = wait_for(restored, 30)
+    ready = wait_for(restored, 30, step=0.005)
     elapsed = time.monotonic() - began
-    print(f"\nkni-pump restart to ready (2 interfaces: MAC, MTU, carrier): {elapsed:.2f} s")
-    assert ready, {name: (sysfs(name, "address"), sysfs(name, "mtu")) for name in expected} | {"log": pump.tail()}
+    report(f"kni-pump restart to ready (start to 2 interfaces with MAC, MTU, admin state, carrier): {elapsed:.2f} s")
+    assert ready, {
+        name: (sysfs(name, "address"), sysfs(name, "mtu"), sysfs(name, "flags")) for name in (KNI, "kpump1")
+    } | {"log": pump.tail()}
+    # The KNI interface came back down, as the operator left it; up again, its carrier follows pvb.
+    sh(f"ip link set {KNI} up")
+    assert wait_for(lambda: sysfs(KNI, "carrier") == "1"), pump.tail()
+    assert wait_for(lambda: saved_admin_up() == [KNI, "kpump1"])
+
+
+def saved_admin_up() -> list:
+    with open(f"{STATE_DIR}/state.json", encoding="utf-8") as handle:
+        return json.load(handle)["admin_up"]

@@ -322,3 +322,42 @@ def test_idle_sleep_deepens_after_a_silence(daemon) -> None:
 
     pump.run(until=until)
     assert 0.001 in seen  # the warm sleep came first
+
+
+def test_admin_state_is_persisted_and_restored(daemon, tmp_path: Path) -> None:
+    pump, _kni, _links, worker = daemon
+    port = pump.ports["kni1"]
+    kernel_request(port.device, RequestId.CFG_NETWORK_IF, b"\x01")  # ip link set kni1 up
+    pump.pump_once()
+    assert kernel_answer(port.device) == 0
+    state = read_state(str(tmp_path))
+    assert state is not None and state.admin_up == ("kni1",)
+    worker.wait()
+    pump.close()  # releasing an interface does not count as the operator taking it down
+    state = read_state(str(tmp_path))
+    assert state is not None and state.admin_up == ("kni1",)
+
+    # A new daemon from that state: it asks the kernel to bring kni1 up, and answers the request that causes.
+    fresh_kni, fresh_links = FakeKni(), FakeLinks()
+    restarted = PumpDaemon(
+        Settings(str(tmp_path), max_interfaces=3), fresh_kni, fresh_links, worker, None, fake_system()
+    )
+
+    def kernel_reacts(ifindex: int, change: dict) -> None:
+        if change.get("up"):
+            device = fresh_kni.devices["kni1"]
+            kernel_request(device, RequestId.CFG_NETWORK_IF, b"\x01")
+            while kernel_answer(device) is None:
+                pass
+
+    fresh_links.on_set = kernel_reacts
+    assert restarted.start(state.interfaces, state.admin_up) == []
+    assert restarted.ports["kni1"].admin_up and not restarted.ports["kni0"].admin_up
+    ifindex = restarted.ports["kni1"].ifindex
+    # start() returned once the carrier the policy wants ("follow" of a null backend: on) was pushed too.
+    assert fresh_links.calls == [(ifindex, {"up": True}), (ifindex, {"carrier": True})]
+    kernel_request(restarted.ports["kni1"].device, RequestId.CFG_NETWORK_IF, b"\x00")  # ip link set kni1 down
+    restarted.pump_once()
+    state = read_state(str(tmp_path))
+    assert state is not None and state.admin_up == ()
+    restarted.close()

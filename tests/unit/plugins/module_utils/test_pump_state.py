@@ -30,7 +30,18 @@ def test_round_trip(tmp_path: Path) -> None:
     assert state is not None
     assert state.interfaces == [KNI0, KNI1]
     assert state.config_digest == "abc"
+    assert state.admin_up == ()
     assert os.listdir(tmp_path) == ["state.json"]  # no temporary left behind
+
+
+def test_admin_state_round_trip_and_refusal(tmp_path: Path) -> None:
+    write_state(str(tmp_path), [KNI0, KNI1], None, ["kni1", "gone0"])
+    state = read_state(str(tmp_path))
+    assert state is not None and state.admin_up == ("kni1",)  # only names the state declares
+    path = tmp_path / "state.json"
+    path.write_text('{"version": 1, "interfaces": [], "admin_up": "kni0"}')
+    with pytest.raises(StateError, match=f"{path}: admin_up must be a list"):
+        read_state(str(tmp_path))
 
 
 def test_write_is_temp_fsync_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
