@@ -11,6 +11,7 @@ recipe; a changed recipe (packages, sources, customisation) rebuilds it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import glob
@@ -292,6 +293,16 @@ def _kernel_release(tree: str) -> str:
     if len(kernels) != 1:
         raise RuntimeError(f"expected one kernel in {tree}/boot, found {kernels}")
     return os.path.basename(kernels[0])[len("vmlinuz-") :]
+
+
+def forget(suite: str) -> None:
+    """Make the cached image stale, so the next ``ensure`` builds it again.
+
+    Running instances keep their base open; QEMU holds the file even after the rebuild replaces it.
+    """
+    _check_suite(suite)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_manifest_path(suite))
 
 
 def manifest(suite: str) -> dict[str, object]:

@@ -16,6 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     actions = vm.add_subparsers(dest="vm_command", required=True)
     build = actions.add_parser("build", help="build and cache the suites' images (skips current ones)")
     build.add_argument("--suite", action="append", choices=sorted(images.SUITES), help="repeatable; default: all")
+    build.add_argument("--rebuild", action="store_true", help="build even when cached (to pick up Debian updates)")
     start = actions.add_parser("start", help="boot an instance and print its SSH details as JSON")
     start.add_argument("--suite", required=True, choices=sorted(images.SUITES))
     start.add_argument("--name", help="instance name (default kni-SUITE)")
@@ -37,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
         images.install_host_tools()
         for suite in args.suite or list(images.SUITES):
             began = time.monotonic()
+            if args.rebuild:
+                images.forget(suite)
             built = images.ensure(suite)
             manifest = images.manifest(suite)
             print(
