@@ -10,16 +10,15 @@ Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or request (sy
 
 from __future__ import annotations
 
-import argparse
 import grp
 import json
-import logging
 import os
 import signal
 import socket
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from types import SimpleNamespace
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._abi import IovaMode, KniError
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import (
@@ -29,6 +28,7 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import 
 )
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import ControlClient, ControlError
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import PumpDaemon, Settings
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_log import LEVELS, LOG
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_netlink import LinkMonitor, RtnlClient, RtnlWorker
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_state import (
     PersistedState,
@@ -42,7 +42,17 @@ DEFAULT_SOCKET = "/run/kni-pump/control.sock"
 DEFAULT_STATE_DIR = "/var/lib/kni-pump"
 EXIT_FAILURE = 1
 EXIT_INVALID = 2
-LOG = logging.getLogger("kni-pump")
+
+# Options of ``run``: (type, default, choices, help). Both parsers below are built from this table.
+RUN_OPTIONS: Dict[str, Tuple[Callable[[str], Any], Any, Optional[Tuple[str, ...]], Optional[str]]] = {
+    "--config": (str, None, None, "desired state (JSON); used when it changed since the last run"),
+    "--state-dir": (str, DEFAULT_STATE_DIR, None, None),
+    "--socket": (str, DEFAULT_SOCKET, None, None),
+    "--socket-group": (str, None, None, "group allowed to use the control socket (mode 0660)"),
+    "--max-interfaces": (int, 4, None, "hugepage memory is sized for this many"),
+    "--pool-size": (int, 1024, None, "mbufs per interface"),
+    "--iova": (str, "va", ("va", "pa"), "va needs no physical addresses"),
+}
 
 
 def sd_notify(message: str) -> bool:
@@ -102,7 +112,7 @@ def seconds_since_start() -> float:
         return -1.0
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Any) -> int:
     from ansible_collections.kernelnic.kni.plugins.module_utils._pump_kni import KernelKni
 
     imported = seconds_since_start()
@@ -158,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _client(args: argparse.Namespace) -> ControlClient:
+def _client(args: Any) -> ControlClient:
     return ControlClient(args.socket)
 
 
@@ -167,7 +177,7 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
     return "".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() + "\n" for row in rows)
 
 
-def status(args: argparse.Namespace) -> int:
+def status(args: Any) -> int:
     with _client(args) as client:
         listing = client.call("list")["interfaces"]
         stats = client.call("stats")
@@ -199,7 +209,7 @@ def status(args: argparse.Namespace) -> int:
     return 0
 
 
-def call(args: argparse.Namespace) -> int:
+def call(args: Any) -> int:
     fields: Dict[str, Any] = {}
     if args.command in ("get", "delete") or (args.command == "stats" and args.name):
         fields["name"] = args.name
@@ -216,18 +226,46 @@ def call(args: argparse.Namespace) -> int:
     return 0 if reply.get("ok") else EXIT_INVALID
 
 
-def parser() -> argparse.ArgumentParser:
+def parse_run(argv: Sequence[str]) -> Optional[SimpleNamespace]:
+    """``[--log-level L] run [options]`` parsed without argparse, which would import re, gettext and warnings into
+    every start of the service. None for any other command line, including a mistake: argparse explains those."""
+    values: Dict[str, Any] = {"log_level": "INFO", "command": "run"}
+    values.update({option[2:].replace("-", "_"): spec[1] for option, spec in RUN_OPTIONS.items()})
+    specs = {"--log-level": (str, "INFO", tuple(LEVELS), None), **RUN_OPTIONS}
+    position, seen_run = 0, False
+    while position < len(argv):
+        word = argv[position]
+        if word == "run" and not seen_run:
+            seen_run, position = True, position + 1
+            continue
+        option, has_value, value = word.partition("=")
+        if option not in specs or (option == "--log-level") == seen_run:
+            return None
+        if not has_value:
+            if position + 1 >= len(argv):
+                return None
+            position, value = position + 1, argv[position + 1]
+        kind, _default, choices, _help = specs[option]
+        try:
+            converted = kind(value)
+        except ValueError:
+            return None
+        if choices is not None and converted not in choices:
+            return None
+        values[option[2:].replace("-", "_")] = converted
+        position += 1
+    return SimpleNamespace(**values) if seen_run else None
+
+
+def parser() -> Any:
+    import argparse  # pylint: disable=import-outside-toplevel  # not on the service's start path (parse_run)
+
     top = argparse.ArgumentParser(prog="kni-pump", description="KNI ring-pump service")
-    top.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    top.add_argument("--log-level", default="INFO", choices=tuple(LEVELS))
     commands = top.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="run the daemon")
-    run_parser.add_argument("--config", help="desired state (JSON); used when it changed since the last run")
-    run_parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR)
-    run_parser.add_argument("--socket", default=DEFAULT_SOCKET)
-    run_parser.add_argument("--socket-group", help="group allowed to use the control socket (mode 0660)")
-    run_parser.add_argument("--max-interfaces", type=int, default=4, help="hugepage memory is sized for this many")
-    run_parser.add_argument("--pool-size", type=int, default=1024, help="mbufs per interface")
-    run_parser.add_argument("--iova", choices=("va", "pa"), default="va", help="va needs no physical addresses")
+    for option, (kind, default, choices, text) in RUN_OPTIONS.items():
+        run_parser.add_argument(option, type=kind, default=default, choices=choices, help=text)
     for name in ("status", "get", "apply", "delete", "stats"):
         sub = commands.add_parser(name)
         sub.add_argument("--socket", default=DEFAULT_SOCKET)
@@ -241,8 +279,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parser().parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=args.log_level, format="kni-pump: %(levelname)s %(message)s")
+    words = sys.argv[1:] if argv is None else list(argv)
+    args = parse_run(words) or parser().parse_args(words)
+    LOG.configure(args.log_level)
     try:
         if args.command == "run":
             return run(args)

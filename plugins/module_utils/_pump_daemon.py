@@ -21,7 +21,6 @@ kernel waits 3 s), and a silent pump costs 10 cheap wake-ups a second.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import select
 import socket
@@ -56,12 +55,11 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import
     error_reply,
     ok_reply,
 )
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_log import LOG
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_netlink import Job, LinkEvent
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_plan import Action, assign_macs, by_name, plan
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_state import StateError, write_state
 from ansible_collections.kernelnic.kni.plugins.module_utils._requests import KniRequest, RequestCallbacks
-
-LOG = logging.getLogger("kni-pump")
 
 BURST = MAX_MBUF_BURST
 # Egress drains whatever tx_q holds, up to this many per round: under load, fewer and bigger rounds leave more CPU

@@ -11,7 +11,6 @@ addresses, hence no CAP_SYS_ADMIN for /proc/self/pagemap.
 from __future__ import annotations
 
 import errno
-import logging
 from typing import Callable, Tuple
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
@@ -29,9 +28,9 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._memory import (
     read_meminfo,
 )
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import ALLOC_Q_TARGET, arena_bytes
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_log import LOG
 from ansible_collections.kernelnic.kni.plugins.module_utils._requests import KniRequest, RequestCallbacks
 
-LOG = logging.getLogger("kni-pump")
 DEFAULT_POOL_SIZE = 1024
 
 

@@ -12,14 +12,15 @@
 
 from __future__ import annotations
 
+import collections
 import errno
-import logging
 import os
-import queue
 import socket
 import struct
 import threading
 from typing import Callable, List, NamedTuple, Optional
+
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_log import LOG
 
 NETLINK_ROUTE = 0
 RTMGRP_LINK = 0x1
@@ -41,8 +42,6 @@ NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
 RTATTR = struct.Struct("=HH")
 NLMSGERR = struct.Struct("=i")
-
-LOG = logging.getLogger("kni-pump")
 
 
 def _align(length: int) -> int:
@@ -193,19 +192,29 @@ class RtnlWorker:
     """One background thread running RTNL-bound jobs in submission order."""
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[Optional[Job]] = queue.Queue()
+        # A deque and a condition rather than queue.Queue: the queue module imports heapq, more start-up time.
+        self._queue: collections.deque[Optional[Job]] = collections.deque()
+        self._ready = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="kni-pump-rtnl", daemon=True)
         self._thread.start()
         self.failures = 0
 
     def submit(self, function: Callable[[], None], description: str) -> Job:
         job = Job(function, description)
-        self._queue.put(job)
+        self._put(job)
         return job
+
+    def _put(self, job: Optional[Job]) -> None:
+        with self._ready:
+            self._queue.append(job)
+            self._ready.notify()
 
     def _run(self) -> None:
         while True:
-            job = self._queue.get()
+            with self._ready:
+                while not self._queue:
+                    self._ready.wait()
+                job = self._queue.popleft()
             if job is None:
                 return
             try:
@@ -218,8 +227,8 @@ class RtnlWorker:
                 job.done.set()
 
     def idle(self) -> bool:
-        return self._queue.empty()
+        return not self._queue
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._queue.put(None)
+        self._put(None)
         self._thread.join(timeout)

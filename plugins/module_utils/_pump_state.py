@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 from typing import List, NamedTuple, Optional, Sequence, Tuple
@@ -40,6 +39,8 @@ class PersistedState(NamedTuple):
 
 
 def config_digest(data: bytes) -> str:
+    import hashlib  # pylint: disable=import-outside-toplevel  # only with --config: it loads OpenSSL's libcrypto
+
     return hashlib.sha256(data).hexdigest()
 
 

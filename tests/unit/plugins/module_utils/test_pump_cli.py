@@ -9,7 +9,13 @@ import socket
 from pathlib import Path
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_cli import initial_state, main, sd_notify
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_cli import (
+    initial_state,
+    main,
+    parse_run,
+    parser,
+    sd_notify,
+)
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import parse_interface
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_state import write_state
 
@@ -45,9 +51,39 @@ def test_state_wins_until_the_config_file_changes(tmp_path: Path) -> None:
     assert initial_state(None, str(tmp_path))[0::2] == ([changed], ("kni0",))
 
 
-def test_invalid_config_exits_2_naming_the_field(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_invalid_config_exits_2_naming_the_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"version": 1, "interfaces": [{"name": "kni0", "backend": "tap"}]}))
     code = main(["run", "--config", str(config), "--state-dir", str(tmp_path / "s"), "--socket", str(tmp_path / "c")])
     assert code == 2
-    assert "interfaces[0].backend" in caplog.text
+    assert "kni-pump: ERROR invalid configuration: interfaces[0].backend" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run"],
+        ["--log-level", "DEBUG", "run", "--config", "/etc/c.json", "--state-dir=/s", "--max-interfaces", "2"],
+        ["run", "--socket", "/x.sock", "--socket-group", "adm", "--pool-size=512", "--iova", "pa"],
+    ],
+)
+def test_run_command_line_parses_as_argparse_would(argv: list) -> None:
+    assert vars(parse_run(argv)) == vars(parser().parse_args(argv))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["status"],
+        ["run", "--help"],
+        ["run", "--iova", "xx"],
+        ["run", "--max-interfaces", "two"],
+        ["run", "--config"],
+        ["run", "--log-level", "INFO"],
+        ["--log-level", "LOUD", "run"],
+        ["run", "extra"],
+    ],
+)
+def test_other_command_lines_are_left_to_argparse(argv: list) -> None:
+    assert parse_run(argv) is None
