@@ -382,7 +382,7 @@ def restart_to_ready(rounds: int = 5) -> Tuple[float, List[float]]:
     args = ["run", "--state-dir", f"{RESTART_DIR}/state", "--socket", f"{RESTART_DIR}/control.sock"]
     names = [name for name, _mac, _mtu in RESTART_INTERFACES]
     up = " && ".join(f"ip link set {name} up" for name in names)
-    bring_up = ["sh", "-c", f"until {up} 2>/dev/null; do sleep 0.01; done"]
+    bring_up = ["sh", "-c", f"until {{ {up}; }} 2>/dev/null; do sleep 0.01; done"]
     log = open(f"{RESTART_DIR}/pump.log", "a", encoding="utf-8")  # noqa: SIM115  # pylint: disable=consider-using-with
     began = time.monotonic()
     process = subprocess.Popen(pump_command(*args, "--config", config), env=env, stdout=log, stderr=log)
@@ -391,6 +391,7 @@ def restart_to_ready(rounds: int = 5) -> Tuple[float, List[float]]:
         subprocess.run(bring_up, check=True, timeout=120)  # the operator's `ip link set up`, once
         wait_restarted(began)
         first = time.monotonic() - began
+        wait_logged_ready(1)
         for _round in range(rounds):
             process.kill()
             process.wait(30)
@@ -401,11 +402,22 @@ def restart_to_ready(rounds: int = 5) -> Tuple[float, List[float]]:
             process = subprocess.Popen(pump_command(*args), env=env, stdout=log, stderr=log)
             wait_restarted(began)
             samples.append(time.monotonic() - began)
+            log.flush()
+            wait_logged_ready(2 + _round)  # its "ready" line (start_breakdown) comes just after the interfaces
     finally:
         process.kill()
         process.wait(30)
         log.close()
     return first, samples
+
+
+def wait_logged_ready(count: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with open(f"{RESTART_DIR}/pump.log", encoding="utf-8") as handle:
+            if sum(" ready " in line for line in handle) >= count:
+                return
+        time.sleep(0.01)
 
 
 def wait_restarted(began: float) -> None:
