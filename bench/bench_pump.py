@@ -427,21 +427,29 @@ def wait_restarted(began: float) -> None:
         time.sleep(0.002)
 
 
-def startup_breakdown() -> Tuple[Tuple[float, float], Tuple[float, float]]:
-    """From the pump's own log, (interpreter and imports, then the pump's work to ready): for the first start, and
-    the medians over the restarts."""
-    loaded, work = [], []
+PHASES = ("interpreter and imports", "state and config", "/dev/kni and hugepages", "interfaces up with carrier")
+
+
+def startup_breakdown() -> Tuple[List[float], List[float]]:
+    """Seconds per start-up phase (``PHASES``) from the pump's "ready" log lines: the first start's, and the medians
+    over the restarts'."""
+    starts = []
     with open(f"{RESTART_DIR}/pump.log", encoding="utf-8") as handle:
         for line in handle:
-            words = line.split()
+            words = line.replace(",", " ").replace("):", " ").split()
             if "ready" in words and "loaded" in words:
-                ready_at = float(words[words.index("ready") + 1])
-                loaded_at = float(words[words.index("at") + 1])
-                loaded.append(loaded_at)
-                work.append(ready_at - loaded_at)
-    if not loaded:
-        return (0.0, 0.0), (0.0, 0.0)
-    return (loaded[0], work[0]), (statistics.median(loaded[1:] or [0.0]), statistics.median(work[1:] or [0.0]))
+                marks = [float(words[words.index(word) + offset]) for word, offset in (("loaded", 2), ("read", 2))]
+                marks.append(float(words[words.index("hugepages") + 2]))
+                marks.append(float(words[words.index("ready") + 1]))
+                starts.append([marks[0]] + [later - earlier for earlier, later in zip(marks, marks[1:])])
+    if not starts:
+        return [0.0] * len(PHASES), [0.0] * len(PHASES)
+    rest = starts[1:] or [[0.0] * len(PHASES)]
+    return starts[0], [statistics.median(phase) for phase in zip(*rest)]
+
+
+def phases_text(values: List[float]) -> str:
+    return ", ".join(f"{name} {value:.2f} s" for name, value in zip(PHASES, values))
 
 
 def main(argv: List[str]) -> int:
@@ -461,14 +469,13 @@ def main(argv: List[str]) -> int:
     parts = os.environ.get("KNI_BENCH_PARTS", "rates,latency,restart").split(",")
     if "restart" in parts:
         first, samples = restart_to_ready()
-        (first_loaded, first_work), (loaded, work) = startup_breakdown()
+        first_phases, phases = startup_breakdown()
         sys.stdout.write(
             f"start to ready (process start to 2 interfaces with MAC/MTU/up/carrier), first start after boot "
-            f"(cold 9p reads): {first:.2f} s (interpreter and imports {first_loaded:.2f} s, then /dev/kni, "
-            f"hugepages, interfaces {first_work:.2f} s)\n"
+            f"(cold 9p reads): {first:.2f} s ({phases_text(first_phases)})\n"
             f"restart to ready (kill -9, start from the persisted state, warm): median "
-            f"{statistics.median(samples):.2f} s, max {max(samples):.2f} s over {len(samples)} restarts "
-            f"(medians: interpreter and imports {loaded:.2f} s, then the pump's work {work:.2f} s)\n\n"
+            f"{statistics.median(samples):.2f} s, max {max(samples):.2f} s over {len(samples)} restarts\n"
+            f"  medians: {phases_text(phases)}\n\n"
         )
     if "rates" in parts:
         rates()
