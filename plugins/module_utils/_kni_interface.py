@@ -30,6 +30,7 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import 
     MTU_LIMIT,
     ConfigError,
     check_ifname,
+    check_integer,
     parse_backend,
     parse_interface,
     parse_mac,
@@ -196,24 +197,16 @@ def _carrier(value: Any, field: str) -> str:
     return value
 
 
-def _integer(value: Any, field: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(field, f"must be an integer, not {value!r}")
-    if not low <= value <= high:
-        raise ConfigError(field, f"{value} is out of range {low}..{high}")
-    return value
-
-
 def _pump_field(key: str, value: Any, field: str) -> Any:
     if key == "backend":
         return str(parse_backend(value, field))
     if key == "mac":
         return parse_mac(value, field)
     if key in _MTU_FIELDS:
-        return _integer(value, field, MTU_FLOOR, MTU_LIMIT)
+        return check_integer(value, field, MTU_FLOOR, MTU_LIMIT)
     if key == "carrier":
         return _carrier(value, field)
-    return _integer(value, field, 0, 65535)  # core
+    return check_integer(value, field, 0, 65535)  # core
 
 
 def _linux_wanted(item: Mapping[str, Any], spec_path: Any) -> LinuxWanted:

@@ -128,7 +128,8 @@ def parse_backend(value: Any, field: str) -> Backend:
     return Backend(kind)
 
 
-def _integer(value: Any, field: str, low: int, high: int) -> int:
+def check_integer(value: Any, field: str, low: int, high: int) -> int:
+    """An int (not a bool) within low..high, else a ConfigError naming ``field``."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(field, f"must be an integer, not {value!r}")
     if not low <= value <= high:
@@ -155,9 +156,9 @@ def parse_interface(value: Any, field: str = "interface") -> InterfaceConfig:
     name = check_ifname(item["name"], f"{field}.name")
     backend = parse_backend(item["backend"], f"{field}.backend")
     mac = None if item.get("mac") is None else parse_mac(item["mac"], f"{field}.mac")
-    mtu = _integer(item.get("mtu", DEFAULT_MTU), f"{field}.mtu", MTU_FLOOR, MTU_LIMIT)
-    min_mtu = _integer(item.get("min_mtu", MTU_FLOOR), f"{field}.min_mtu", MTU_FLOOR, MTU_LIMIT)
-    max_mtu = _integer(item.get("max_mtu", MTU_LIMIT), f"{field}.max_mtu", MTU_FLOOR, MTU_LIMIT)
+    mtu = check_integer(item.get("mtu", DEFAULT_MTU), f"{field}.mtu", MTU_FLOOR, MTU_LIMIT)
+    min_mtu = check_integer(item.get("min_mtu", MTU_FLOOR), f"{field}.min_mtu", MTU_FLOOR, MTU_LIMIT)
+    max_mtu = check_integer(item.get("max_mtu", MTU_LIMIT), f"{field}.max_mtu", MTU_FLOOR, MTU_LIMIT)
     if min_mtu > max_mtu:
         raise ConfigError(f"{field}.min_mtu", f"{min_mtu} is above max_mtu {max_mtu}")
     if not min_mtu <= mtu <= max_mtu:
@@ -167,7 +168,7 @@ def parse_interface(value: Any, field: str = "interface") -> InterfaceConfig:
         raise ConfigError(f"{field}.carrier", f"{carrier!r} is not one of {', '.join(CARRIER_POLICIES)}")
     core = item.get("core")
     if core is not None:
-        core = _integer(core, f"{field}.core", 0, 65535)
+        core = check_integer(core, f"{field}.core", 0, 65535)
     return InterfaceConfig(name, backend, mac, mtu, min_mtu, max_mtu, carrier, core)
 
 
