@@ -33,6 +33,41 @@ def paths_under_tmp() -> list[str]:
     return [path for path in under_tmp if not any(path.startswith(other + "/") for other in under_tmp)]
 
 
+def qemu_base(memory_mb: int, cpus: int, vmlinuz: str, initrd: str, append: str) -> list[str]:
+    """The QEMU command line every harness VM shares: TCG, a direct kernel boot, no display or monitor."""
+    return [
+        QEMU,
+        "-accel",
+        "tcg",
+        "-cpu",
+        "max",
+        "-m",
+        str(memory_mb),
+        "-smp",
+        str(cpus),
+        "-kernel",
+        vmlinuz,
+        "-initrd",
+        initrd,
+        "-append",
+        append,
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+    ]
+
+
+def ssh_forward(port: int) -> list[str]:
+    """User networking that reaches nothing but a forward of 127.0.0.1:port to the guest's sshd."""
+    return [
+        "-netdev",
+        f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22",
+        "-device",
+        "virtio-net-pci,netdev=net0",
+    ]
+
+
 class GuestError(RuntimeError):
     """The guest did not boot, died, or overran its time; the message carries the console's tail."""
 
@@ -85,26 +120,8 @@ class Guest:
 
     def _qemu_command(self, memory_mb: int, cpus: int, extra_append: str) -> list[str]:
         append = f"console=ttyS0 panic=-1 quiet kni.init={GUEST_INIT} {extra_append}".strip()
-        command = [
-            QEMU,
-            "-accel",
-            "tcg",
-            "-cpu",
-            "max",
-            "-m",
-            str(memory_mb),
-            "-smp",
-            str(cpus),
-            "-kernel",
-            self.kernel.vmlinuz,
-            "-initrd",
-            initramfs.build(self.kernel),
-            "-append",
-            append,
-            "-display",
-            "none",
-            "-monitor",
-            "none",
+        command = qemu_base(memory_mb, cpus, self.kernel.vmlinuz, initramfs.build(self.kernel), append)
+        command += [
             "-serial",
             f"file:{self.console_path}",
             "-no-reboot",
@@ -114,12 +131,7 @@ class Guest:
             f"local,path={self.results},mount_tag=results,security_model=none,multidevs=remap",
         ]
         if self.ssh_port:
-            command += [
-                "-netdev",
-                f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
-                "-device",
-                "virtio-net-pci,netdev=net0",
-            ]
+            command += ssh_forward(self.ssh_port)
         else:
             command += ["-nic", "none"]
         return command

@@ -21,10 +21,10 @@ import socket
 import subprocess
 import time
 
-from tests.vmharness import images, matrix
+from tests.vmharness import guest, images, matrix
 
 STATE_DIR = os.path.join(matrix.CACHE_DIR, "instances")
-QEMU = "qemu-system-x86_64"
+QEMU = guest.QEMU
 # 64 x 2 MiB hugepages reserved at boot, for DPDK-style users of the KNI module.
 KERNEL_APPEND = "root=/dev/vda rw console=ttyS0 net.ifnames=0 hugepagesz=2M hugepages=64 panic=-1"
 SSH_OPTIONS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
@@ -114,36 +114,16 @@ def _tail(path: str, lines: int = 30) -> str:
 
 
 def _qemu_command(image: images.Image, directory: str, name: str, port: int, memory_mb: int, cpus: int) -> list[str]:
+    append = f"{KERNEL_APPEND} systemd.hostname={name}"
     return [
-        QEMU,
+        *guest.qemu_base(memory_mb, cpus, image.vmlinuz, image.initrd, append),
         "-name",
         name,
-        "-accel",
-        "tcg",
-        "-cpu",
-        "max",
-        "-m",
-        str(memory_mb),
-        "-smp",
-        str(cpus),
-        "-kernel",
-        image.vmlinuz,
-        "-initrd",
-        image.initrd,
-        "-append",
-        f"{KERNEL_APPEND} systemd.hostname={name}",
         "-drive",
         f"file={os.path.join(directory, 'overlay.qcow2')},if=virtio,format=qcow2,discard=unmap",
         "-fw_cfg",
         f"name=opt/kernelnic/authorized_keys,file={os.path.join(directory, 'id_ed25519.pub')}",
-        "-netdev",
-        f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22",
-        "-device",
-        "virtio-net-pci,netdev=net0",
-        "-display",
-        "none",
-        "-monitor",
-        "none",
+        *guest.ssh_forward(port),
         "-serial",
         f"file:{os.path.join(directory, 'console.log')}",
         "-pidfile",
