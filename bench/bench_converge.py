@@ -3,7 +3,8 @@
 # Copyright: kernelnic.kni contributors
 """Converge figures of the kni role on a molecule-style VM (systemd, SSH on a 127.0.0.1 forward, no network):
 
-* the first converge (packages present, DKMS build, module load, pump install and start) with 1 interface;
+* the converge to 1 interface: on a fresh VM the whole installation (packages present, DKMS build, module load,
+  pump install and start); with ``--instance-json`` on a host the role already converged, only what differs;
 * the idempotent re-run with 1 interface;
 * the converge from 1 to 32 interfaces (the pump restarts for the larger hugepage arena), and its idempotent re-run.
 
@@ -139,7 +140,8 @@ def main() -> int:
                 path = playbook(workdir, count)
                 for label in ("converge", "re-run"):
                     seconds, changed, failed = converge(instance, path, workdir)
-                    print(f"{count:2d} interface(s) {label:8s} {seconds:7.1f} s  changed={changed} failed={failed}")
+                    figure = f"{count:2d} interface(s) {label:8s} {seconds:7.1f} s  changed={changed} failed={failed}"
+                    print(figure, flush=True)
     finally:
         if not args.instance_json and not args.keep:
             stop = [sys.executable, "-m", "tests.vmharness", "vm", "stop", "--name", name]
