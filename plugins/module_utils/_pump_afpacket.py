@@ -20,8 +20,10 @@ Status stores go through a memoryview cast to ``'I'`` (aligned 4-byte stores), a
 from __future__ import annotations
 
 import array
+import ctypes
 import errno
 import mmap
+import os
 import socket
 import struct
 from typing import Dict, List, NamedTuple, Optional, Tuple
@@ -64,6 +66,25 @@ _VLAN_TCI16, _VLAN_TPID16 = 24 // 2, 26 // 2
 DEFAULT_FRAME_SIZE = 4096
 DEFAULT_FRAME_COUNT = 256
 BLOCK_SIZE = 1 << 16
+
+
+_libc: Optional[ctypes.CDLL] = None
+
+
+def setsockopt_releasing_gil(fd: int, level: int, option: int, value: bytes) -> None:
+    """setsockopt(2) through ctypes, which drops the GIL for the call; socket.setsockopt keeps it.
+
+    Membership changes take RTNL. On the worker thread, a setsockopt that waits for RTNL while holding the GIL
+    would stop the pump loop from answering the KNI request whose sender holds RTNL: both would wait until the
+    kernel's 3 s request timeout, and the `ip` command would fail with ETIME.
+    """
+    global _libc  # pylint: disable=global-statement
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    buffer = ctypes.create_string_buffer(value, len(value))
+    if _libc.setsockopt(fd, level, option, buffer, len(value)) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
 
 
 class RingError(OSError):
@@ -259,7 +280,7 @@ class PacketRing:
         """PACKET_{ADD,DROP}_MEMBERSHIP: promisc, allmulti or one unicast address on the bound interface."""
         request = PACKET_MREQ.pack(self.ifindex, kind, len(address), address.ljust(8, b"\0"))
         option = PACKET_ADD_MEMBERSHIP if add else PACKET_DROP_MEMBERSHIP
-        self._step("membership", self._socket.setsockopt, SOL_PACKET, option, request)
+        self._step("membership", setsockopt_releasing_gil, self._socket.fileno(), SOL_PACKET, option, request)
 
     def close(self) -> None:
         """Unmap and close; the kernel drops the socket's memberships with it."""

@@ -4,9 +4,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -121,3 +123,14 @@ def test_link_state_and_mtu_policy(veth_run: dict) -> None:
 
 def test_mac_goes_to_the_unicast_filter_off_thread(veth_run: dict) -> None:
     assert veth_run["deferred"] == ["vb: add unicast membership"]
+
+
+def test_setsockopt_releasing_gil_reports_the_errno() -> None:
+    from ansible_collections.kernelnic.kni.plugins.module_utils._pump_afpacket import setsockopt_releasing_gil
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as unix, pytest.raises(OSError) as raised:
+        setsockopt_releasing_gil(unix.fileno(), 263, 1, b"\0" * 16)  # SOL_PACKET on a Unix socket
+    assert raised.value.errno in (errno.ENOPROTOOPT, errno.EOPNOTSUPP, errno.EINVAL)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as unix:
+        setsockopt_releasing_gil(unix.fileno(), socket.SOL_SOCKET, socket.SO_PASSCRED, (1).to_bytes(4, "little"))
+        assert unix.getsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED) == 1
