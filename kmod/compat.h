@@ -41,16 +41,17 @@ static inline void kni_napi_add(struct net_device *dev,
 
 /*
  * 6.12: NETIF_F_NETNS_LOCAL became the dev->netns_local bit, renamed
- * dev->netns_immutable in 6.14.
+ * dev->netns_immutable in 6.14.  Stable kernels backport the rename
+ * (Debian's 6.12.117 has it), so Kbuild probes the header for it.
  */
 static inline void kni_set_netns_local(struct net_device *dev)
 {
 #if defined(NETIF_F_NETNS_LOCAL)
 	dev->features |= NETIF_F_NETNS_LOCAL;
-#elif LINUX_VERSION_CODE < KERNEL_VERSION(6, 14, 0)
-	dev->netns_local = true;
-#else
+#elif defined(KNI_HAVE_NETNS_IMMUTABLE)
 	dev->netns_immutable = true;
+#else
+	dev->netns_local = true;
 #endif
 }
 

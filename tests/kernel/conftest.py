@@ -11,22 +11,25 @@ from tests.kernel import guest_session
 from tests.vmharness import matrix
 
 
-def selected_kernels() -> list[str]:
-    """KNI_KERNELS=6.1,7.x narrows the matrix; the default is every kernel."""
+def selected_kernels(entries: tuple[matrix.KernelSpec, ...] = matrix.MATRIX) -> list[str]:
+    """KNI_KERNELS=6.1,7.x narrows the matrix (booted and build-only); the default is every kernel."""
     wanted = os.environ.get("KNI_KERNELS", "")
-    names = [entry.name for entry in matrix.MATRIX]
+    names = [entry.name for entry in entries]
+    every = [entry.name for entry in matrix.MATRIX + matrix.BUILD_ONLY]
     if not wanted:
         return names
     chosen = [name.strip() for name in wanted.split(",") if name.strip()]
-    unknown = sorted(set(chosen) - set(names))
+    unknown = sorted(set(chosen) - set(every))
     if unknown:
-        raise pytest.UsageError(f"KNI_KERNELS names unknown kernels {unknown}; known: {names}")
-    return chosen
+        raise pytest.UsageError(f"KNI_KERNELS names unknown kernels {unknown}; known: {every}")
+    return [name for name in chosen if name in names]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "kernel_name" in metafunc.fixturenames:
         metafunc.parametrize("kernel_name", selected_kernels())
+    if "build_only_kernel" in metafunc.fixturenames:
+        metafunc.parametrize("build_only_kernel", selected_kernels(matrix.BUILD_ONLY))
 
 
 _SESSIONS: dict[str, guest_session.GuestSession] = {}

@@ -250,12 +250,13 @@ def setup(names: Optional[list[str]] = None) -> dict[str, str]:
     configure_apt()
     apt_install(list(HOST_PACKAGES))
     resolved = matrix.load_resolved()
-    for spec in matrix.MATRIX:
+    for spec in matrix.MATRIX + matrix.BUILD_ONLY:
         if names and spec.name not in names:
             continue
         release, version = resolve_release(spec)
-        log(f"{spec.name}: {release} ({spec.metapackage} {version})")
-        fetch_kernel(spec, release)
+        log(f"{spec.name}: {release} ({spec.metapackage} {version})" + ("" if spec.boots else ", build only"))
+        if spec.boots:
+            fetch_kernel(spec, release)
         if spec.chroot:
             ensure_chroot(spec.chroot, release)
         else:
