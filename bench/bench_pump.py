@@ -4,9 +4,12 @@
 """kni-pump figures, in one guest (root, rte_kni loaded or loadable, hugepages reservable):
 
 * egress and ingress packet rates for 64- and 1500-byte frames through KNI + pump, beside the same pump loop over a
-  TAP device (one read()/write() per frame), and their ratio. Egress: a UDP sender process transmits through the
-  interface; the pump (null backend) counts what arrives. Ingress: the pump (null backend as a source) feeds one
-  frame over and over; a UDP app in another process counts the datagrams it receives.
+  TAP device (one read()/write() per frame), and their ratio. Egress: the kernel's pktgen transmits through the
+  interface as fast as it can; the pump (null backend) counts the frames it drained, and the interface's
+  ``tx_dropped`` (frames the kernel had no room for) is printed beside. Ingress: the pump (null backend as a source)
+  feeds one UDP frame over and over; a UDP app in another process counts the datagrams it receives, 64 per
+  ``recvmmsg()`` so that the app is not what limits the figure. Without pktgen (a kernel built without it), egress
+  falls back to a UDP sender process, which is slower than either pump and is said so.
 * request round-trip latency: RTM_SETLINK MTU changes on the idle KNI interface (kernel -> pump -> kernel), median;
 * idle CPU of the pump process and the KNI kernel thread over a few seconds with nothing to do;
 * restart to ready: ``kill -9`` of the service (``kni-pump run``, compiled bytecode as the role installs it), then a
@@ -23,6 +26,7 @@ bench/bench_pump.py /path/to/rte_kni.ko'``. It prints figures and asserts nothin
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import importlib
 import multiprocessing
@@ -43,9 +47,10 @@ importlib.import_module("conftest")  # makes ansible_collections.kernelnic.kni i
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_backends import NullBackend
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import parse_interface
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import (
+    BUSY_CHECK_INTERVAL,
     FIRST_SLEEP,
     REQUEST_POLL,
-    SPIN_ROUNDS,
+    SPIN_TIME,
     WARM_IDLE,
     PumpDaemon,
     Settings,
@@ -114,20 +119,90 @@ def udp_sender(destination: str, size: int, seconds: float, result: multiprocess
     result.put(sent)
 
 
+PKTGEN = "/proc/net/pktgen/"
+
+
+def pktgen_available() -> bool:
+    return subprocess.run(["modprobe", "pktgen"], check=False, capture_output=True).returncode == 0 and (
+        os.path.exists(PKTGEN + "pgctrl")
+    )
+
+
+def pktgen_write(path: str, line: str) -> None:
+    with open(PKTGEN + path, "w", encoding="ascii") as handle:
+        handle.write(line + "\n")
+
+
+def pktgen_send(device: str, size: int, seconds: float) -> int:
+    """pktgen on one CPU transmits ``size``-byte UDP frames (no FCS) through ``device`` for ``seconds``; returns how
+    many it handed to the driver."""
+    thread = "kpktgend_0"
+    pktgen_write(thread, "rem_device_all")
+    pktgen_write(thread, f"add_device {device}")
+    for line in ("count 0", f"pkt_size {size}", "clone_skb 0", "delay 0", "dst 10.88.0.2", f"dst_mac {PEER_MAC}"):
+        pktgen_write(device, line)
+    runner = multiprocessing.Process(target=pktgen_write, args=("pgctrl", "start"))  # blocks until stopped
+    runner.start()
+    time.sleep(seconds)
+    pktgen_write("pgctrl", "stop")
+    runner.join(30)
+    with open(PKTGEN + device, encoding="ascii") as handle:
+        result = handle.read()
+    pktgen_write(thread, "rem_device_all")  # asynchronous: wait until the thread let go of the device
+    deadline = time.monotonic() + 30
+    while os.path.exists(PKTGEN + device) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for line in result.splitlines():
+        words = line.replace(":", " ").split()
+        if "pkts-sofar" in words:
+            return int(words[words.index("pkts-sofar") + 1])
+    raise RuntimeError(f"no pkts-sofar in the pktgen result: {result}")
+
+
+class _Iovec(ctypes.Structure):
+    _fields_ = (("base", ctypes.c_void_p), ("length", ctypes.c_size_t))
+
+
+class _Msghdr(ctypes.Structure):
+    _fields_ = (
+        ("name", ctypes.c_void_p),
+        ("namelen", ctypes.c_uint32),
+        ("iov", ctypes.POINTER(_Iovec)),
+        ("iovlen", ctypes.c_size_t),
+        ("control", ctypes.c_void_p),
+        ("controllen", ctypes.c_size_t),
+        ("flags", ctypes.c_int),
+    )
+
+
+class _Mmsghdr(ctypes.Structure):
+    _fields_ = (("header", _Msghdr), ("length", ctypes.c_uint))
+
+
+MSG_WAITFORONE = 0x10000
+RECV_BATCH = 64
+
+
 def udp_receiver(address: str, seconds: float, ready: multiprocessing.Event, result: multiprocessing.Queue) -> None:
+    """Count datagrams, up to RECV_BATCH per recvmmsg() (blocking for the first, with a 200 ms SO_RCVTIMEO)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    buffers = [ctypes.create_string_buffer(2048) for _buffer in range(RECV_BATCH)]
+    iovecs = (_Iovec * RECV_BATCH)(*(_Iovec(ctypes.addressof(buffer), 2048) for buffer in buffers))
+    messages = (_Mmsghdr * RECV_BATCH)()
+    for index in range(RECV_BATCH):
+        messages[index].header.iov = ctypes.pointer(iovecs[index])
+        messages[index].header.iovlen = 1
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 200_000))
         sock.bind((address, UDP_PORT))
-        sock.settimeout(0.2)
         ready.set()
         received = 0
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            try:
-                sock.recv(4096)
-                received += 1
-            except socket.timeout:
-                pass
+            count = libc.recvmmsg(sock.fileno(), messages, RECV_BATCH, MSG_WAITFORONE, None)
+            if count > 0:
+                received += count
     result.put(received)
 
 
@@ -197,7 +272,13 @@ def tap_pump(
     ready.set()
     moved_total = 0
     idle = 0
-    while not stop.is_set():
+    last_check = idle_since = time.monotonic()
+    while True:
+        now = time.monotonic()
+        if now - last_check >= BUSY_CHECK_INTERVAL:  # as often as the KNI pump asks its ``until``
+            last_check = now
+            if stop.is_set():
+                break
         moved = 0
         for _frame in range(BURST):  # egress: one read() per frame
             try:
@@ -216,9 +297,12 @@ def tap_pump(
         if moved:
             idle = 0
             continue
+        if not idle:
+            idle_since = now
         idle += 1
-        if idle > SPIN_ROUNDS:
-            select.select([fd], [], [], min(REQUEST_POLL, FIRST_SLEEP * (1 << min(idle - SPIN_ROUNDS, 16))))
+        if now - idle_since >= SPIN_TIME:  # the KNI pump's back-off: spin a while, then sleep longer and longer
+            sleeps = min(int((now - idle_since) / FIRST_SLEEP), 1 << 16).bit_length()
+            select.select([fd], [], [], min(REQUEST_POLL, FIRST_SLEEP * (1 << sleeps)))
     os.close(fd)
     result.put({"egress_packets": moved_total if not source_frame else 0, "moved": moved_total})
 
@@ -247,21 +331,39 @@ class TapSide:
 # --- measurements -------------------------------------------------------------------------------------------------
 
 
-def egress_rate(side_factory: Callable[[], object], size: int) -> Tuple[float, float]:
-    """(frames/s the pump received, frames/s the sender sent)."""
+def tx_dropped(device: str) -> int:
+    with open(f"/sys/class/net/{device}/statistics/tx_dropped", encoding="ascii") as handle:
+        return int(handle.read())
+
+
+def egress_rate(side_factory: Callable[[], object], device: str, size: int, use_pktgen: bool) -> Tuple[float, float]:
+    """(frames/s the pump drained, frames/s the interface dropped for want of room) under pktgen or a UDP sender."""
     side = side_factory()
-    result: multiprocessing.Queue = multiprocessing.Queue()
-    sender = multiprocessing.Process(target=udp_sender, args=("10.88.0.2", size, DURATION, result))
-    sender.start()
-    sender.join()
-    sent = result.get()
+    dropped_before = tx_dropped(device)
+    if use_pktgen:
+        pktgen_send(device, size, DURATION)
+    else:
+        result: multiprocessing.Queue = multiprocessing.Queue()
+        sender = multiprocessing.Process(target=udp_sender, args=("10.88.0.2", size, DURATION, result))
+        sender.start()
+        sender.join()
+        result.get()
+    dropped = tx_dropped(device) - dropped_before
     time.sleep(0.2)
     counters = side.stop()  # type: ignore[attr-defined]
-    return counters["egress_packets"] / DURATION, sent / DURATION
+    return counters["egress_packets"] / DURATION, dropped / DURATION
 
 
-def ingress_rate(side_factory: Callable[[bytes], object], size: int) -> float:
-    """Datagrams/s a UDP app in another process receives while the pump feeds frames as fast as it can."""
+def udp_receive_buffer_errors() -> int:
+    """The Udp RcvbufErrors counter of /proc/net/snmp: datagrams dropped because the app's socket was full."""
+    with open("/proc/net/snmp", encoding="ascii") as handle:
+        udp = [line.split() for line in handle if line.startswith("Udp:")]
+    return int(udp[1][udp[0].index("RcvbufErrors")])
+
+
+def ingress_rate(side_factory: Callable[[bytes], object], size: int) -> Tuple[float, float]:
+    """(datagrams/s a UDP app in another process receives while the pump feeds frames as fast as it can, datagrams/s
+    dropped meanwhile because the app's socket buffer was full)."""
     frame = udp_frame(size, KNI_MAC, "10.88.0.2", "10.88.0.1")
     ready = multiprocessing.Event()
     result: multiprocessing.Queue = multiprocessing.Queue()
@@ -269,9 +371,11 @@ def ingress_rate(side_factory: Callable[[bytes], object], size: int) -> float:
     receiver = multiprocessing.Process(target=udp_receiver, args=("10.88.0.1", DURATION, ready, result))
     receiver.start()
     ready.wait(30)
+    errors_before = udp_receive_buffer_errors()
     receiver.join()
+    errors = udp_receive_buffer_errors() - errors_before
     side.stop()  # type: ignore[attr-defined]
-    return result.get() / DURATION
+    return result.get() / DURATION, errors / DURATION
 
 
 def cpu_seconds(pid: int) -> float:
@@ -491,17 +595,26 @@ def main(argv: List[str]) -> int:
 
 
 def rates() -> None:
-    sys.stdout.write("frame  direction  KNI+pump (pkt/s)  TAP (pkt/s)  KNI/TAP  sender (pkt/s)\n")
+    use_pktgen = pktgen_available()
+    sender = "pktgen" if use_pktgen else "a UDP sender process (no pktgen: slower than either pump)"
+    sys.stdout.write(f"egress driven by {sender}; ingress counted by a recvmmsg() UDP app\n")
+    sys.stdout.write(
+        "frame  direction  KNI+pump (pkt/s)  TAP (pkt/s)  KNI/TAP  dropped KNI / TAP (pkt/s; egress: no room in the "
+        "interface, ingress: app socket full)\n"
+    )
     for size in FRAME_SIZES:
-        kni, sent_kni = egress_rate(KniSide, size)
-        tap, sent_tap = egress_rate(TapSide, size)
+        kni, dropped_kni = egress_rate(KniSide, KNI_NAME, size, use_pktgen)
+        tap, dropped_tap = egress_rate(TapSide, TAP_NAME, size, use_pktgen)
         sys.stdout.write(
             f"{size:5d}  egress     {kni:16.0f}  {tap:11.0f}  {kni / max(tap, 1):7.2f}"
-            f"  {sent_kni:.0f} / {sent_tap:.0f}\n"
+            f"  {dropped_kni:.0f} / {dropped_tap:.0f}\n"
         )
-        kni = ingress_rate(KniSide, size)
-        tap = ingress_rate(TapSide, size)
-        sys.stdout.write(f"{size:5d}  ingress    {kni:16.0f}  {tap:11.0f}  {kni / max(tap, 1):7.2f}\n")
+        kni, dropped_kni = ingress_rate(KniSide, size)
+        tap, dropped_tap = ingress_rate(TapSide, size)
+        sys.stdout.write(
+            f"{size:5d}  ingress    {kni:16.0f}  {tap:11.0f}  {kni / max(tap, 1):7.2f}"
+            f"  {dropped_kni:.0f} / {dropped_tap:.0f}\n"
+        )
 
 
 if __name__ == "__main__":

@@ -69,8 +69,8 @@ ALLOC_Q_TARGET = EGRESS_BURST
 INGRESS_BURST = 2 * MAX_MBUF_BURST
 FREE_BURST = 8 * MAX_MBUF_BURST  # mbufs taken back from free_q per round: at least what a round can hand out
 INGRESS_IN_FLIGHT = 512  # at most this many of our mbufs wait in rx_q, so the pool always has egress buffers
-SPIN_ROUNDS = 64  # empty rounds before the first sleep
-BUSY_CHECK_EVERY = 16  # rounds between descriptor checks while busy
+SPIN_TIME = 300e-6  # seconds of empty rounds before the first sleep: a spinning pump takes the CPU from the kernel
+BUSY_CHECK_INTERVAL = 0.002  # seconds between descriptor checks (control socket, netlink) while busy
 FIRST_SLEEP = 50e-6
 REQUEST_POLL = 0.002  # idle sleep for WARM_IDLE after the last activity: bounds the wait of a kernel request
 WARM_IDLE = 2.0  # requests come in bunches (ip link set up, mtu, address...): stay responsive this long
@@ -314,14 +314,15 @@ class PumpDaemon:
     # --- event loop -----------------------------------------------------------------------------------------------
 
     def run(self, until: Optional[Callable[[], bool]] = None) -> None:
-        """Pump until ``stop()`` (or ``until()`` is true)."""
+        """Pump until ``stop()`` (or ``until()`` is true; while busy it is asked every BUSY_CHECK_INTERVAL)."""
         settings = self.settings
         idle = 0
-        busy = 0
-        last_round = last_activity = time.monotonic()
-        while not self.stopping and (until is None or not until()):
+        last_round = last_activity = last_check = idle_since = time.monotonic()
+        while not self.stopping:
             if self.sleep >= settings.request_poll and not self._kernel_pending():
                 # Idle: only the FIFO indices are read; a full round now and then for housekeeping.
+                if until is not None and until():
+                    return
                 now = time.monotonic()
                 if now - last_round < settings.max_idle_sleep:
                     quiet = now - last_activity > settings.warm_idle
@@ -333,18 +334,31 @@ class PumpDaemon:
             last_round = time.monotonic()
             if moved:
                 idle = 0
-                busy += 1
                 self.sleep = 0.0
                 last_activity = last_round
-                if busy % BUSY_CHECK_EVERY == 0:
+                if last_round - last_check >= BUSY_CHECK_INTERVAL:
+                    # One select() per interval, not per round: rounds are short when busy, and clients and
+                    # link events can wait a couple of milliseconds.
+                    last_check = last_round
                     self.wait(0.0)
+                    if until is not None and until():
+                        return
                 continue
+            if not idle:
+                idle_since = last_round
             idle += 1
-            if idle <= SPIN_ROUNDS:
-                if idle % BUSY_CHECK_EVERY == 0:
+            if last_round - idle_since < SPIN_TIME:
+                if last_round - last_check >= BUSY_CHECK_INTERVAL:
+                    last_check = last_round
                     self.wait(0.0)
+                    if until is not None and until():
+                        return
                 continue
-            self.sleep = min(settings.request_poll, FIRST_SLEEP * (1 << min(idle - SPIN_ROUNDS, 16)))
+            if until is not None and until():
+                return
+            sleeps = min(int((last_round - idle_since) / FIRST_SLEEP), 1 << 16).bit_length()
+            self.sleep = min(settings.request_poll, FIRST_SLEEP * (1 << sleeps))
+            last_check = last_round
             if self.wait(self.sleep):
                 idle, self.sleep, last_activity = 0, 0.0, time.monotonic()
 
