@@ -170,6 +170,8 @@ MBUF_HEAD_SIZE = MBUF_HEAD.size
 # ol_flags, packet_type, pkt_len, data_len.
 MBUF_PACKET_FIELDS = struct.Struct("<HHHHQIIH")
 MBUF_LENGTHS = struct.Struct("<IH")  # pkt_len @36, data_len @40 (packed: the gap is 0 bytes)
+# The rest of the head after data_len, 42 to 72: vlan_tci, hash, vlan_tci_outer, buf_len, pool, next.
+MBUF_HEADER_TAIL = struct.Struct("<H8sHHQQ")
 MBUF_PORT_NONE = 0xFFFF  # RTE_MBUF_PORT_INVALID
 
 # --- struct rte_kni_request (kni-abi.md §2.4): packed, 17 bytes ------------------------------------------------------

@@ -63,6 +63,7 @@ _STATUS, _LEN, _SNAPLEN = 0, 1, 2
 _MAC16 = 12 // 2
 _VLAN_TCI16, _VLAN_TPID16 = 24 // 2, 26 // 2
 
+MAX_GATHERS = 256  # compiled rx_frames structs kept; a burst shape seen again reuses its own
 DEFAULT_FRAME_SIZE = 4096
 DEFAULT_FRAME_COUNT = 256
 BLOCK_SIZE = 1 << 16
@@ -94,8 +95,9 @@ class RingError(OSError):
 class RxBurst(NamedTuple):
     """Frames ready in the RX ring: ``first`` frame index, per-frame data ``offsets`` (into ``view``) and lengths.
 
-    ``dropped`` counts truncated frames already skipped; ``vlan`` lists (position, tag bytes) of frames whose
-    802.1Q tag the kernel moved into the header and that must be put back.
+    A length of -1 marks a truncated frame (larger than a ring frame); ``vlan`` lists (position, tag bytes) of
+    frames whose 802.1Q tag the kernel moved into the header and that must be put back. ``mac`` is the offset of
+    the data inside every frame of the burst when it is the same for all (the usual case), else -1.
     """
 
     first: int
@@ -103,6 +105,7 @@ class RxBurst(NamedTuple):
     offsets: List[int]
     lengths: List[int]
     vlan: List[Tuple[int, bytes]]
+    mac: int = -1
 
 
 class PacketRing:
@@ -166,6 +169,7 @@ class PacketRing:
         self._tx_head = 0
         self._zeros: Dict[int, array.array] = {}  # status arrays by burst size, built once
         self._send_requests: Dict[int, array.array] = {}
+        self._gathers: Dict[Tuple[int, int, int], struct.Struct] = {}
 
     def _step(self, step: str, function, *arguments):  # type: ignore[no-untyped-def]
         try:
@@ -197,7 +201,7 @@ class PacketRing:
                 break
             count += 1
         if not count:
-            return RxBurst(head, 0, [], [], [])
+            return RxBurst(head, 0, [], [], [], -1)
         stop = start + count * stride
         lengths = self._rx32[start + _SNAPLEN : stop : stride].tolist()
         full_lengths = self._rx32[start + _LEN : stop : stride].tolist()
@@ -212,7 +216,27 @@ class PacketRing:
                     lengths[position] = -1  # truncated: larger than a frame; the caller drops it
                 elif statuses[position] & TP_STATUS_VLAN_VALID:
                     vlan.append((position, self._vlan_tag(head + position, statuses[position])))
-        return RxBurst(head, count, offsets, lengths, vlan)
+        mac = macs[0] if macs.count(macs[0]) == count else -1
+        return RxBurst(head, count, offsets, lengths, vlan, mac)
+
+    def rx_frames(self, burst: RxBurst) -> Optional[Tuple[bytes, ...]]:
+        """The burst's frames as bytes, gathered by one ``unpack_from``; None when their data offsets differ.
+
+        Each item holds its frame (and possibly some bytes after it, up to a 64-byte boundary: read the length from
+        the burst). The struct is compiled once per (count, offset, slot size); bursts of similar frames reuse it.
+        """
+        mac = burst.mac
+        if mac < 0 or not burst.count:
+            return None
+        slot = min(-(-max(burst.lengths) // 64) * 64, self.frame_size - mac)
+        key = (burst.count, mac, slot)
+        gather = self._gathers.get(key)
+        if gather is None:
+            if len(self._gathers) >= MAX_GATHERS:
+                self._gathers.clear()
+            skip = self.frame_size - slot
+            gather = self._gathers[key] = struct.Struct(f"{mac}x" + f"{skip}x".join([f"{slot}s"] * burst.count))
+        return gather.unpack_from(self.rx_view, burst.first * self.frame_size)
 
     def _vlan_tag(self, frame: int, status: int) -> bytes:
         base16 = frame * self._stride16

@@ -154,3 +154,10 @@ def test_error_names_step_and_errno() -> None:
     assert (error.step, error.errno) == ("ioctl CREATE", errno.EBUSY)
     assert str(error) == "ioctl CREATE: KNI device 'vEth0': no netdev [EBUSY: Device or resource busy]"
     assert str(abi.KniFifoError("fifo init", 0, "bad length")) == "fifo init: bad length"
+
+
+def test_mbuf_header_tail_is_the_end_of_the_head() -> None:
+    """MBUF_HEADER_TAIL (written on ingress after the lengths) covers data_len's end to next's end, as MBUF_HEAD."""
+    assert abi.MBUF_HEAD.format.endswith(abi.MBUF_HEADER_TAIL.format.lstrip("<"))
+    assert abi.MBUF_DATA_LEN_OFFSET + 2 + abi.MBUF_HEADER_TAIL.size == abi.MBUF_NEXT_OFFSET + 8 == abi.MBUF_HEAD.size
+    assert abi.MBUF_PKT_LEN_OFFSET + abi.MBUF_LENGTHS.size == abi.MBUF_DATA_LEN_OFFSET + 2
