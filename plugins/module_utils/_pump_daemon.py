@@ -72,6 +72,10 @@ INGRESS_IN_FLIGHT = 512  # at most this many of our mbufs wait in rx_q, so the p
 SPIN_TIME = 300e-6  # seconds of empty rounds before the first sleep: a spinning pump takes the CPU from the kernel
 BUSY_CHECK_INTERVAL = 0.002  # seconds between descriptor checks (control socket, netlink) while busy
 FIRST_SLEEP = 50e-6
+# While ingress waits for the kernel to take what is already in rx_q, poll at this fixed pace: backing off like an
+# idle pump would leave the kernel idle once it has drained rx_q, for as long as the pump then sleeps.
+THROTTLED_SLEEP = 50e-6
+THROTTLED_LIMIT = 0.1
 REQUEST_POLL = 0.002  # idle sleep for WARM_IDLE after the last activity: bounds the wait of a kernel request
 WARM_IDLE = 2.0  # requests come in bunches (ip link set up, mtu, address...): stay responsive this long
 DEEP_POLL = 0.100  # idle sleep after that: bounds the wait of the first request or frame after a long silence
@@ -173,6 +177,7 @@ class Port:
         self.rx_q = device.fifo("rx")
         self.req_q = device.fifo("req")
         self.tx_q = device.fifo("tx")
+        self.throttled = False  # the last round's ingress burst was cut short by INGRESS_IN_FLIGHT
 
     def kernel_pending(self) -> bool:
         """The kernel posted a request or transmitted frames (two index reads per FIFO, for idle polling)."""
@@ -192,6 +197,7 @@ class Port:
         device.free_completed(FREE_BURST)  # what the kernel consumed, before the backend asks the pool for more
         room = INGRESS_IN_FLIGHT - self.rx_q.count()
         ingress, received_bytes, dropped = self.backend.receive(min(INGRESS_BURST, room)) if room > 0 else ([], 0, 0)
+        self.throttled = room < INGRESS_BURST and (room <= 0 or len(ingress) == room)
         if dropped:
             counters["ingress_dropped"] += dropped
         if ingress:
@@ -279,6 +285,7 @@ class PumpDaemon:
         self._last_retry = 0.0
         self.stats = {"rounds": 0, "sleeps": 0, "requests": 0, "started": time.time()}
         self.sleep = 0.0
+        self.throttled = False  # some interface's ingress waits for the kernel to drain rx_q
         # Administrative state (ip link set up/down) by interface name, as the kernel last asked for it; persisted
         # with the desired state so that a restarted daemon brings the same interfaces up again.
         self.admin: Dict[str, bool] = {}
@@ -344,6 +351,15 @@ class PumpDaemon:
                     if until is not None and until():
                         return
                 continue
+            if self.throttled and last_round - last_activity < THROTTLED_LIMIT:
+                # Not idle: the kernel has frames of ours to take. Look again soon, at a fixed pace (while it takes
+                # some now and then: a kernel that takes nothing for THROTTLED_LIMIT gets the idle back-off).
+                idle = 0
+                last_check = last_round
+                self.wait(THROTTLED_SLEEP)
+                if until is not None and until():
+                    return
+                continue
             if not idle:
                 idle_since = last_round
             idle += 1
@@ -369,6 +385,7 @@ class PumpDaemon:
         """One round over every interface: answer a pending request, move a burst each way."""
         self.stats["rounds"] += 1
         moved = 0
+        self.throttled = False
         for port in list(self.ports.values()):
             try:
                 request = port.device.poll_requests()
@@ -382,6 +399,7 @@ class PumpDaemon:
                     port.counters["requests_refused"] += 1
                 moved += 1
             moved += port.pump()
+            self.throttled = self.throttled or port.throttled
         if self._admin_dirty:
             self._admin_dirty = False
             try:
@@ -406,7 +424,8 @@ class PumpDaemon:
         if timeout > 0:
             self.stats["sleeps"] += 1
         if not readers and not writers:
-            time.sleep(timeout)
+            if timeout > 0:  # sleep(0) is no poll: it still waits for a timer interrupt (timer slack included)
+                time.sleep(timeout)
             return False
         readable, writable, _unused = select.select(readers, writers, [], timeout)
         if self.monitor is not None and self.monitor.fileno() in readable:
