@@ -104,6 +104,10 @@ class MbufPool:
             self.close()
             raise
         self._owned = frozenset(vas)
+        # [first mbuf, end of the last mbuf) of each chunk, for owns_all's run check
+        self._chunk_ranges = [
+            (zone.va, zone.va + (zone.size // self.object_size) * self.object_size) for zone in self._chunks
+        ]
         self._free = vas[::-1]  # a stack: alloc pops from the end, so the lowest addresses go first
         self._in_use: Set[int] = set()  # catches double frees, which would hand one mbuf out twice
         self._chains: Dict[int, List[int]] = {}
@@ -161,7 +165,19 @@ class MbufPool:
     def owns(self, va: int) -> bool:
         return va in self._owned
 
-    def owns_all(self, vas: Iterable[int]) -> bool:
+    def owns_all(self, vas: Sequence[int]) -> bool:
+        """Every address is one of this pool's mbufs. A run of neighbours (egress bursts usually are one) is
+        checked by its ends: inside one chunk, on an object boundary, and one object apart all along."""
+        count = len(vas)
+        if count >= 4:
+            first, last = vas[0], vas[-1]
+            step = self.object_size if last > first else -self.object_size
+            low, high = min(first, last), max(first, last)
+            for start, end in self._chunk_ranges:
+                if start <= low and high < end:
+                    if (low - start) % self.object_size == 0 and vas == list(range(first, last + step, step)):
+                        return True
+                    break
         return self._owned.issuperset(vas)
 
     # --- burst alloc / free (hot path) ------------------------------------------------------------------------------

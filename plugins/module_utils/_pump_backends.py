@@ -94,13 +94,29 @@ class MbufFrames:
         self.data_start = MBUF_SIZE + pool.headroom
         self.max_frame = pool.max_packet_size
         self._words = arena.view.cast("H")
+        self.object_size = pool.object_size  # even: a stride of the 16-bit view
         self._header_tail = MBUF_HEADER_TAIL.pack(0, b"", 0, pool.data_room, 0, 0)
         self._writers: Dict[int, struct.Struct] = {}
         self._write_at = MBUF_PKT_LEN_OFFSET - self.base
 
     def lengths(self, vas: Sequence[int]) -> List[int]:
-        """``data_len`` of each single-segment mbuf (what the kernel wrote on egress)."""
+        """``data_len`` of each single-segment mbuf (what the kernel wrote on egress).
+
+        Egress mbufs cycle through alloc_q, tx_q and the pool's free stack in the same order, so a burst is usually
+        a run of neighbouring mbufs, one object apart: then one strided slice reads every length."""
         words, shift = self._words, MBUF_DATA_LEN_OFFSET - self.base
+        count = len(vas)
+        if count >= 4:
+            first = vas[0]
+            step = vas[1] - first
+            if (
+                step in (self.object_size, -self.object_size)
+                and vas[-1] == first + (count - 1) * step
+                and vas == list(range(first, first + count * step, step))
+            ):
+                start, stride = (first + shift) >> 1, step >> 1
+                stop = start + count * stride
+                return words[start : stop if stop >= 0 else None : stride].tolist()
         return [words[(va + shift) >> 1] for va in vas]
 
     def copy_out(self, vas: Sequence[int], lengths: Sequence[int], target: memoryview, offsets: Sequence[int]) -> None:

@@ -170,3 +170,19 @@ def test_double_free_is_caught() -> None:
         pool.free_burst([second, second])
     assert pool.available == 4 and pool.in_use == 0
     assert len(set(pool.alloc_burst(4))) == 4
+
+
+def test_owns_all_checks_runs_and_scattered_addresses() -> None:
+    """Runs of neighbours take the ends-and-stride check; anything else the per-address one. Both refuse strangers."""
+    arena = anonymous_arena(8 * SEGMENT)
+    pool = MbufPool(arena, "pool", 2000)  # more than one chunk: a 2 MiB segment holds fewer than 1000 objects
+    other = MbufPool(arena, "other", 8)
+    vas = sorted(pool.alloc_burst(2000))
+    size = pool.object_size
+    assert pool.owns_all(vas[10:50]) and pool.owns_all(vas[50:10:-1]) and pool.owns_all(vas[::7])
+    chunk_end = next(index for index in range(1, len(vas)) if vas[index] - vas[index - 1] != size)
+    across = list(range(vas[chunk_end - 3], vas[chunk_end - 3] + 6 * size, size))  # runs past the chunk's end
+    assert not pool.owns_all(across)
+    assert not pool.owns_all([va + 64 for va in vas[10:20]])  # not on an object boundary
+    assert not pool.owns_all(vas[10:20] + other.alloc_burst(1))
+    assert not pool.owns_all(list(range(vas[0] - 4 * size, vas[0] + 4 * size, size)))  # starts before the pool

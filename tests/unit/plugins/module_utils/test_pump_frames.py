@@ -132,3 +132,24 @@ def test_receive_drops_frames_longer_than_an_mbuf(pool: MbufPool, truncated: boo
     assert [pool.read_packet(va) for va in vas] == kept
     assert (received_bytes, dropped) == (sum(map(len, kept)), 4 - len(kept))
     assert pool.available == available - len(kept)
+
+
+@pytest.mark.parametrize("order", ["ascending", "descending", "from the pool's first mbuf down", "shuffled", "short"])
+def test_lengths_of_runs_and_of_scattered_mbufs(pool: MbufPool, order: str) -> None:
+    """Runs of neighbouring mbufs take the strided read, others the per-mbuf one: both give every data_len."""
+    frames = MbufFrames(pool)
+    vas = sorted(pool.alloc_burst(40))
+    if order == "descending":
+        vas = vas[::-1][3:33]
+    elif order == "from the pool's first mbuf down":
+        vas = vas[:12][::-1]  # the strided slice ends at the very start of the view
+    elif order == "shuffled":
+        vas = vas[1::3] + vas[::3]
+    elif order == "short":
+        vas = vas[5:7]
+    else:
+        vas = vas[2:38]
+    written = {va: 60 + index * 7 for index, va in enumerate(vas)}
+    for va, length in written.items():
+        pool.write_packet(va, bytes(length))
+    assert frames.lengths(vas) == [written[va] for va in vas]
