@@ -8,8 +8,10 @@
   interface as fast as it can; the pump (null backend) counts the frames it drained, and the interface's
   ``tx_dropped`` (frames the kernel had no room for) is printed beside. Ingress: the pump (null backend as a source)
   feeds one UDP frame over and over; a UDP app in another process counts the datagrams it receives, 64 per
-  ``recvmmsg()`` so that the app is not what limits the figure. Without pktgen (a kernel built without it), egress
-  falls back to a UDP sender process, which is slower than either pump and is said so.
+  ``recvmmsg()``. "no app" repeats ingress with nobody listening and counts the frames the interface passed to the
+  stack: what the pump and the driver move when the app (and the UDP delivery) do not share the CPUs with them.
+  Without pktgen (a kernel built without it), egress falls back to a UDP sender process, which is slower than either
+  pump and is said so.
 * request round-trip latency: RTM_SETLINK MTU changes on the idle KNI interface (kernel -> pump -> kernel), median;
 * idle CPU of the pump process and the KNI kernel thread over a few seconds with nothing to do;
 * restart to ready: ``kill -9`` of the service (``kni-pump run``, compiled bytecode as the role installs it), then a
@@ -366,6 +368,23 @@ def egress_rate(
     return counters["egress_packets"] / DURATION, dropped / DURATION, offered / DURATION
 
 
+def rx_packets(device: str) -> int:
+    with open(f"/sys/class/net/{device}/statistics/rx_packets", encoding="ascii") as handle:
+        return int(handle.read())
+
+
+def ingress_capacity(side_factory: Callable[[bytes], object], device: str, size: int) -> float:
+    """Frames/s the interface passes to the stack while the pump feeds it and no app listens (the stack drops them
+    at the UDP layer): what the pump and the driver can move, without the app's share of the CPU."""
+    side = side_factory(udp_frame(size, KNI_MAC, "10.88.0.2", "10.88.0.1"))
+    time.sleep(0.5)
+    before = rx_packets(device)
+    time.sleep(DURATION)
+    passed = rx_packets(device) - before
+    side.stop()  # type: ignore[attr-defined]
+    return passed / DURATION
+
+
 def udp_receive_buffer_errors() -> int:
     """The Udp RcvbufErrors counter of /proc/net/snmp: datagrams dropped because the app's socket was full."""
     with open("/proc/net/snmp", encoding="ascii") as handle:
@@ -621,14 +640,15 @@ def rates() -> None:
     )
     sys.stdout.write(
         f"egress driven by {sender}; ingress counted by a recvmmsg() UDP app. Median (min-max) of {REPEAT} runs, "
-        "KNI and TAP alternating\n"
+        'KNI and TAP alternating. "no app": ingress with nobody listening, frames/s the interface passed to the '
+        "stack\n"
     )
     sys.stdout.write(
         "frame  direction  KNI+pump (pkt/s)           TAP (pkt/s)               KNI/TAP  dropped KNI / TAP (pkt/s; "
         "egress: no room in the interface, ingress: app socket full)\n"
     )
     for size in FRAME_SIZES:
-        for direction in ("egress", "ingress"):
+        for direction in ("egress", "ingress", "no app"):
             kni: List[float] = []
             tap: List[float] = []
             dropped: Tuple[List[float], List[float]] = ([], [])
@@ -639,6 +659,8 @@ def rates() -> None:
                 ):
                     if direction == "egress":
                         rate, drop, _offered = egress_rate(side, device, size, use_pktgen)
+                    elif direction == "no app":
+                        rate, drop = ingress_capacity(side, device, size), 0.0
                     else:
                         rate, drop = ingress_rate(side, size)
                     rates_of.append(rate)
