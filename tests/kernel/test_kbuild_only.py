@@ -6,7 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 
+import pytest
+
 from tests.vmharness import kbuild, matrix
+
+pytestmark = pytest.mark.kernel
 
 KMOD = os.path.join(os.path.dirname(__file__), "..", "..", "kmod")
 
