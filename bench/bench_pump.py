@@ -137,10 +137,10 @@ def pktgen_write(path: str, line: str) -> None:
         handle.write(line + "\n")
 
 
-def pktgen_send(device: str, size: int, seconds: float) -> Tuple[int, bool]:
+def pktgen_send(device: str, size: int, seconds: float) -> int:
     """pktgen on one CPU transmits ``size``-byte UDP frames (no FCS) through ``device`` for ``seconds``; returns how
-    many it handed to the driver, and whether it could reuse one skb (``clone_skb``: devices that do not queue the
-    skb itself allow it; TAP does not). Reuse makes pktgen fast enough that the pump, not the sender, sets the rate.
+    many it handed to the driver. It reuses one skb (``clone_skb``) where the device allows it (devices that do not
+    queue the skb itself; TAP does), which makes it fast enough that the pump, not the sender, sets the rate.
     """
     thread = "kpktgend_0"
     pktgen_write(thread, "rem_device_all")
@@ -149,10 +149,8 @@ def pktgen_send(device: str, size: int, seconds: float) -> Tuple[int, bool]:
         pktgen_write(device, line)
     try:
         pktgen_write(device, "clone_skb 1000")
-        reused = True
     except OSError:
         pktgen_write(device, "clone_skb 0")
-        reused = False
     runner = multiprocessing.Process(target=pktgen_write, args=("pgctrl", "start"))  # blocks until stopped
     runner.start()
     time.sleep(seconds)
@@ -167,7 +165,7 @@ def pktgen_send(device: str, size: int, seconds: float) -> Tuple[int, bool]:
     for line in result.splitlines():
         words = line.replace(":", " ").split()
         if "pkts-sofar" in words:
-            return int(words[words.index("pkts-sofar") + 1]), reused
+            return int(words[words.index("pkts-sofar") + 1])
     raise RuntimeError(f"no pkts-sofar in the pktgen result: {result}")
 
 
@@ -348,24 +346,22 @@ def tx_dropped(device: str) -> int:
         return int(handle.read())
 
 
-def egress_rate(
-    side_factory: Callable[[], object], device: str, size: int, use_pktgen: bool
-) -> Tuple[float, float, float]:
-    """(frames/s the pump drained, frames/s the interface dropped for want of room, frames/s offered)."""
+def egress_rate(side_factory: Callable[[], object], device: str, size: int, use_pktgen: bool) -> Tuple[float, float]:
+    """(frames/s the pump drained, frames/s the interface dropped for want of room)."""
     side = side_factory()
     dropped_before = tx_dropped(device)
     if use_pktgen:
-        offered, _reused = pktgen_send(device, size, DURATION)
+        pktgen_send(device, size, DURATION)
     else:
         result: multiprocessing.Queue = multiprocessing.Queue()
         sender = multiprocessing.Process(target=udp_sender, args=("10.88.0.2", size, DURATION, result))
         sender.start()
         sender.join()
-        offered = result.get()
+        result.get()
     dropped = tx_dropped(device) - dropped_before
     time.sleep(0.2)
     counters = side.stop()  # type: ignore[attr-defined]
-    return counters["egress_packets"] / DURATION, dropped / DURATION, offered / DURATION
+    return counters["egress_packets"] / DURATION, dropped / DURATION
 
 
 def rx_packets(device: str) -> int:
@@ -658,7 +654,7 @@ def rates() -> None:
                     (TapSide, tap, dropped[1], TAP_NAME),
                 ):
                     if direction == "egress":
-                        rate, drop, _offered = egress_rate(side, device, size, use_pktgen)
+                        rate, drop = egress_rate(side, device, size, use_pktgen)
                     elif direction == "no app":
                         rate, drop = ingress_capacity(side, device, size), 0.0
                     else:

@@ -165,20 +165,25 @@ class MbufPool:
     def owns(self, va: int) -> bool:
         return va in self._owned
 
-    def owns_all(self, vas: Sequence[int]) -> bool:
-        """Every address is one of this pool's mbufs. A run of neighbours (egress bursts usually are one) is
-        checked by its ends: inside one chunk, on an object boundary, and one object apart all along."""
+    def run_step(self, vas: Sequence[int]) -> int:
+        """+/-object_size when ``vas`` (4 or more) are neighbouring mbufs of one chunk, one object apart in that
+        direction (egress bursts usually are); 0 otherwise. One strided operation can then serve the whole burst."""
         count = len(vas)
-        if count >= 4:
-            first, last = vas[0], vas[-1]
-            step = self.object_size if last > first else -self.object_size
-            low, high = min(first, last), max(first, last)
-            for start, end in self._chunk_ranges:
-                if start <= low and high < end:
-                    if (low - start) % self.object_size == 0 and vas == list(range(first, last + step, step)):
-                        return True
-                    break
-        return self._owned.issuperset(vas)
+        if count < 4:
+            return 0
+        first, last = vas[0], vas[-1]
+        step = self.object_size if last > first else -self.object_size
+        low, high = min(first, last), max(first, last)
+        for start, end in self._chunk_ranges:
+            if start <= low and high < end:
+                if (low - start) % self.object_size == 0 and vas == list(range(first, last + step, step)):
+                    return step
+                return 0
+        return 0
+
+    def owns_all(self, vas: Sequence[int]) -> bool:
+        """Every address is one of this pool's mbufs (a run of neighbours is checked by ``run_step``)."""
+        return bool(self.run_step(vas)) or self._owned.issuperset(vas)
 
     # --- burst alloc / free (hot path) ------------------------------------------------------------------------------
 

@@ -94,7 +94,6 @@ class MbufFrames:
         self.data_start = MBUF_SIZE + pool.headroom
         self.max_frame = pool.max_packet_size
         self._words = arena.view.cast("H")
-        self.object_size = pool.object_size  # even: a stride of the 16-bit view
         self._header_tail = MBUF_HEADER_TAIL.pack(0, b"", 0, pool.data_room, 0, 0)
         self._writers: Dict[int, struct.Struct] = {}
         self._write_at = MBUF_PKT_LEN_OFFSET - self.base
@@ -105,18 +104,11 @@ class MbufFrames:
         Egress mbufs cycle through alloc_q, tx_q and the pool's free stack in the same order, so a burst is usually
         a run of neighbouring mbufs, one object apart: then one strided slice reads every length."""
         words, shift = self._words, MBUF_DATA_LEN_OFFSET - self.base
-        count = len(vas)
-        if count >= 4:
-            first = vas[0]
-            step = vas[1] - first
-            if (
-                step in (self.object_size, -self.object_size)
-                and vas[-1] == first + (count - 1) * step
-                and vas == list(range(first, first + count * step, step))
-            ):
-                start, stride = (first + shift) >> 1, step >> 1
-                stop = start + count * stride
-                return words[start : stop if stop >= 0 else None : stride].tolist()
+        step = self.pool.run_step(vas)
+        if step:
+            start, stride = (vas[0] + shift) >> 1, step >> 1
+            stop = start + len(vas) * stride
+            return words[start : stop if stop >= 0 else None : stride].tolist()
         return [words[(va + shift) >> 1] for va in vas]
 
     def copy_out(self, vas: Sequence[int], lengths: Sequence[int], target: memoryview, offsets: Sequence[int]) -> None:
@@ -159,13 +151,8 @@ class MbufFrames:
         """New mbufs holding the frames at ``source[offset:offset+length]``; fewer if the pool runs short.
 
         Every length must be at most ``max_frame``."""
-        vas = self.pool.alloc_burst(len(offsets))
-        view, at, tail = self.view, self._write_at, self._header_tail
-        writers, writer = self._writers.get, self.writer
-        for va, offset, length in zip(vas, offsets, lengths):
-            frame = source[offset : offset + length].tobytes()
-            (writers(length) or writer(length)).pack_into(view, va + at, length, length, tail, frame)
-        return vas
+        frames = [source[offset : offset + length].tobytes() for offset, length in zip(offsets, lengths)]
+        return self.fill_frames(frames, lengths)
 
     def release(self) -> None:
         self._words.release()
