@@ -8,12 +8,18 @@ hugepage, so header and buffer share one VA-to-IOVA offset: that is what the ker
 through the FIFOs (in "PA form" on rx_q/alloc_q, see ``to_pa_form``).
 
 Hot path: alloc and free are list slices/extends plus a few set operations per burst (which also catch double and
-foreign frees), with no per-mbuf struct work. That
-holds because of an invariant: a free mbuf always has ``data_off = headroom``, ``nb_segs = 1`` and ``next = 0``.
-Every packet write sets those fields, only the (rare) chain path changes them, and ``free_burst`` resets a chain's
-segments before they go back. The kernel writes only ``pkt_len``/``data_len`` (egress) and chain ``next`` pointers
-(ingress), so it cannot break the invariant. Chains are tracked on the Python side too, because the kernel may
-leave ``next`` in PA form when it drops a packet (kni-abi.md §3.2).
+foreign frees), with no per-mbuf struct work.
+
+Free mbufs are handed out first in, first out, starting in address order. Mbufs then keep circulating in the same
+cyclic order through alloc_q, tx_q and back (and likewise through rx_q and free_q), so a burst the kernel returns is
+usually a stretch of that order: ``cycle_position`` recognises one with a single list comparison, and
+``stretches`` splits it into runs of neighbouring mbufs that one strided memoryview operation can read.
+
+No per-mbuf struct work is needed because of an invariant: a free mbuf always has ``data_off = headroom``,
+``nb_segs = 1`` and ``next = 0``. Every packet write sets those fields, only the (rare) chain path changes them, and
+``free_burst`` resets a chain's segments before they go back. The kernel writes only ``pkt_len``/``data_len``
+(egress) and chain ``next`` pointers (ingress), so it cannot break the invariant. Chains are tracked on the Python
+side too, because the kernel may leave ``next`` in PA form when it drops a packet (kni-abi.md §3.2).
 """
 
 from __future__ import annotations
@@ -94,21 +100,24 @@ class MbufPool:
         self._base = arena.base_va
         self._chunks: List[Memzone] = []
         vas: List[int] = []
+        chunk_ends: List[int] = []  # position in the cyclic order where each chunk's mbufs end
         try:
             for chunk_index in range(-(-count // per_chunk)):
                 objects = min(per_chunk, count - len(vas))
                 zone = arena.reserve(f"{name}_{chunk_index}", objects * self.object_size)
                 self._chunks.append(zone)
                 vas.extend(self._format_chunk(zone, objects))
+                chunk_ends.append(len(vas))
         except Exception:
             self.close()
             raise
         self._owned = frozenset(vas)
-        # [first mbuf, end of the last mbuf) of each chunk, for owns_all's run check
-        self._chunk_ranges = [
-            (zone.va, zone.va + (zone.size // self.object_size) * self.object_size) for zone in self._chunks
-        ]
-        self._free = vas[::-1]  # a stack: alloc pops from the end, so the lowest addresses go first
+        # The cyclic order (see the module comment): position of each mbuf, and the order twice over (a stretch may
+        # wrap around).
+        self._position = {va: position for position, va in enumerate(vas)}
+        self._cycle = vas + vas
+        self._chunk_ends = chunk_ends
+        self._free = list(vas)  # a queue: alloc takes from the front, free appends at the back
         self._in_use: Set[int] = set()  # catches double frees, which would hand one mbuf out twice
         self._chains: Dict[int, List[int]] = {}
         self._pa_form: Optional[Dict[int, int]] = None
@@ -165,25 +174,31 @@ class MbufPool:
     def owns(self, va: int) -> bool:
         return va in self._owned
 
-    def run_step(self, vas: Sequence[int]) -> int:
-        """+/-object_size when ``vas`` (4 or more) are neighbouring mbufs of one chunk, one object apart in that
-        direction (egress bursts usually are); 0 otherwise. One strided operation can then serve the whole burst."""
-        count = len(vas)
-        if count < 4:
-            return 0
-        first, last = vas[0], vas[-1]
-        step = self.object_size if last > first else -self.object_size
-        low, high = min(first, last), max(first, last)
-        for start, end in self._chunk_ranges:
-            if start <= low and high < end:
-                if (low - start) % self.object_size == 0 and vas == list(range(first, last + step, step)):
-                    return step
-                return 0
-        return 0
+    def cycle_position(self, vas: Sequence[int]) -> int:
+        """Where ``vas`` (one or more) starts in the pool's cyclic order if it is a stretch of it, else -1."""
+        position = self._position.get(vas[0], -1)
+        if position < 0 or vas != self._cycle[position : position + len(vas)]:
+            return -1
+        return position
+
+    def stretches(self, position: int, count: int) -> List[Tuple[int, int]]:
+        """(first mbuf, number of mbufs) of each run of neighbouring mbufs, one object apart, that make up the
+        ``count`` mbufs from ``position`` of the cyclic order: a stretch splits where a chunk ends or the order
+        wraps around."""
+        runs = []
+        ends = self._chunk_ends
+        while count > 0:
+            position %= self.count
+            end = next(end for end in ends if end > position)
+            taken = min(count, end - position)
+            runs.append((self._cycle[position], taken))
+            position += taken
+            count -= taken
+        return runs
 
     def owns_all(self, vas: Sequence[int]) -> bool:
-        """Every address is one of this pool's mbufs (a run of neighbours is checked by ``run_step``)."""
-        return bool(self.run_step(vas)) or self._owned.issuperset(vas)
+        """Every address is one of this pool's mbufs (a stretch of the cyclic order is recognised at once)."""
+        return not vas or self.cycle_position(vas) >= 0 or self._owned.issuperset(vas)
 
     # --- burst alloc / free (hot path) ------------------------------------------------------------------------------
 
@@ -192,8 +207,8 @@ class MbufPool:
         if count <= 0:
             return []
         free = self._free
-        burst = free[-count:]
-        del free[-count:]
+        burst = free[:count]
+        del free[:count]
         self._in_use.update(burst)
         return burst
 

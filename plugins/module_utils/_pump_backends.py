@@ -101,15 +101,20 @@ class MbufFrames:
     def lengths(self, vas: Sequence[int]) -> List[int]:
         """``data_len`` of each single-segment mbuf (what the kernel wrote on egress).
 
-        Egress mbufs cycle through alloc_q, tx_q and the pool's free stack in the same order, so a burst is usually
-        a run of neighbouring mbufs, one object apart: then one strided slice reads every length."""
+        A burst is usually a stretch of the pool's cyclic order (see ``MbufPool``): then one strided slice per run
+        of neighbours reads every length."""
+        if not vas:
+            return []
         words, shift = self._words, MBUF_DATA_LEN_OFFSET - self.base
-        step = self.pool.run_step(vas)
-        if step:
-            start, stride = (vas[0] + shift) >> 1, step >> 1
-            stop = start + len(vas) * stride
-            return words[start : stop if stop >= 0 else None : stride].tolist()
-        return [words[(va + shift) >> 1] for va in vas]
+        position = self.pool.cycle_position(vas)
+        if position < 0:
+            return [words[(va + shift) >> 1] for va in vas]
+        stride = self.pool.object_size >> 1
+        lengths: List[int] = []
+        for first, count in self.pool.stretches(position, len(vas)):
+            start = (first + shift) >> 1
+            lengths += words[start : start + count * stride : stride].tolist()
+        return lengths
 
     def copy_out(self, vas: Sequence[int], lengths: Sequence[int], target: memoryview, offsets: Sequence[int]) -> None:
         view, shift = self.view, self.data_start - self.base

@@ -44,8 +44,9 @@ class FakeControl:
 class FakeKni:
     """KniHost with a fake /dev/kni: devices are real KniDevice objects whose kernel side the test plays."""
 
-    def __init__(self, pool_size: int = 256) -> None:
+    def __init__(self, pool_size: int = 256, alloc_q_target: Optional[int] = None) -> None:
         self.arena = anonymous_arena(16 * SEGMENT)
+        self.alloc_q_target = alloc_q_target
         self.control = FakeControl()
         self.pool_size = pool_size
         self.devices: dict[str, KniDevice] = {}
@@ -54,7 +55,8 @@ class FakeKni:
         self, config: DeviceConfig, callbacks: RequestCallbacks, on_error: Callable[[KniRequest, BaseException], None]
     ) -> Tuple[KniDevice, MbufPool]:
         pool = MbufPool(self.arena, f"pool_{config.name}", self.pool_size)
-        device = KniDevice(self.control, config, self.arena, pool, callbacks, on_error)  # type: ignore[arg-type]
+        extra = {} if self.alloc_q_target is None else {"alloc_q_target": self.alloc_q_target}
+        device = KniDevice(self.control, config, self.arena, pool, callbacks, on_error, **extra)  # type: ignore[arg-type]
         self.devices[config.name] = device
         return device, pool
 

@@ -172,17 +172,43 @@ def test_double_free_is_caught() -> None:
     assert len(set(pool.alloc_burst(4))) == 4
 
 
-def test_owns_all_checks_runs_and_scattered_addresses() -> None:
-    """Runs of neighbours take the ends-and-stride check; anything else the per-address one. Both refuse strangers."""
+def test_owns_all_checks_stretches_and_scattered_addresses() -> None:
+    """Stretches of the cyclic order take one list comparison; anything else the per-address check. Both refuse
+    strangers."""
     arena = anonymous_arena(8 * SEGMENT)
     pool = MbufPool(arena, "pool", 2000)  # more than one chunk: a 2 MiB segment holds fewer than 1000 objects
     other = MbufPool(arena, "other", 8)
-    vas = sorted(pool.alloc_burst(2000))
+    vas = pool.alloc_burst(2000)
+    assert vas == sorted(vas)  # the cyclic order starts in address order
     size = pool.object_size
     assert pool.owns_all(vas[10:50]) and pool.owns_all(vas[50:10:-1]) and pool.owns_all(vas[::7])
     chunk_end = next(index for index in range(1, len(vas)) if vas[index] - vas[index - 1] != size)
+    assert pool.owns_all(vas[chunk_end - 3 : chunk_end + 3])  # a stretch across two chunks
     across = list(range(vas[chunk_end - 3], vas[chunk_end - 3] + 6 * size, size))  # runs past the chunk's end
     assert not pool.owns_all(across)
     assert not pool.owns_all([va + 64 for va in vas[10:20]])  # not on an object boundary
     assert not pool.owns_all(vas[10:20] + other.alloc_burst(1))
     assert not pool.owns_all(list(range(vas[0] - 4 * size, vas[0] + 4 * size, size)))  # starts before the pool
+
+
+def test_mbufs_circulate_in_a_cyclic_order_that_stretches_split_into_runs() -> None:
+    arena = anonymous_arena(8 * SEGMENT)
+    pool = MbufPool(arena, "pool", 2000)
+    order = pool.alloc_burst(2000)
+    pool.free_burst(order[:1500])
+    pool.free_burst(order[1500:])
+    again = pool.alloc_burst(1990)
+    assert again == order[:1990]  # first in, first out
+    pool.free_burst(again)
+    wrapped = pool.alloc_burst(30)  # the last 10 of the order, then its first 20
+    assert wrapped == order[1990:] + order[:20]
+    position = pool.cycle_position(wrapped)
+    assert position == 1990
+    assert pool.cycle_position(wrapped[::-1]) == -1 and pool.cycle_position(order[:5] + order[6:9]) == -1
+    runs = pool.stretches(position, len(wrapped))
+    assert runs == [(order[1990], 10), (order[0], 20)]
+    chunk_end = next(index for index in range(1, 2000) if order[index] - order[index - 1] != pool.object_size)
+    assert pool.stretches(chunk_end - 2, 5) == [(order[chunk_end - 2], 2), (order[chunk_end], 3)]
+    for first, count in runs + pool.stretches(chunk_end - 2, 5):  # each run: neighbours, one object apart
+        start = order.index(first)
+        assert order[start : start + count] == list(range(first, first + count * pool.object_size, pool.object_size))

@@ -60,8 +60,8 @@ def test_fill_from_a_buffer_and_fill_same(pool: MbufPool) -> None:
 
 def test_writes_stay_inside_their_mbuf(pool: MbufPool) -> None:
     frames = MbufFrames(pool)
-    vas = pool.alloc_burst(3)
-    pool.free_burst(vas[1:2])
+    vas = pool.alloc_burst(pool.available)
+    pool.free_burst(vas[1:2])  # the only free mbuf, between two in use
     neighbours = {va: raw(pool, va) for va in (vas[0], vas[2])}
     (written,) = frames.fill_frames([b"\xff" * 2048], [2048])
     assert written == vas[1]
@@ -134,17 +134,20 @@ def test_receive_drops_frames_longer_than_an_mbuf(pool: MbufPool, truncated: boo
     assert pool.available == available - len(kept)
 
 
-@pytest.mark.parametrize("order", ["ascending", "descending", "from the pool's first mbuf down", "shuffled", "short"])
-def test_lengths_of_runs_and_of_scattered_mbufs(pool: MbufPool, order: str) -> None:
-    """Runs of neighbouring mbufs take the strided read, others the per-mbuf one: both give every data_len."""
+@pytest.mark.parametrize("order", ["stretch", "wrapping stretch", "descending", "shuffled", "short"])
+def test_lengths_of_stretches_and_of_scattered_mbufs(pool: MbufPool, order: str) -> None:
+    """Stretches of the pool's cyclic order take strided reads, others the per-mbuf one: both give every data_len."""
     frames = MbufFrames(pool)
-    vas = sorted(pool.alloc_burst(40))
-    if order == "descending":
-        vas = vas[::-1][3:33]
-    elif order == "from the pool's first mbuf down":
-        vas = vas[:12][::-1]  # the strided slice ends at the very start of the view
+    vas = pool.alloc_burst(pool.available)
+    if order == "wrapping stretch":
+        pool.free_burst(vas)
+        pool.free_burst(pool.alloc_burst(len(vas) - 12))
+        vas = pool.alloc_burst(40)  # the last 12 mbufs of the order, then its first 28
+        assert pool.cycle_position(vas) >= 0 and len(pool.stretches(pool.cycle_position(vas), 40)) == 2
+    elif order == "descending":
+        vas = vas[33:3:-1]
     elif order == "shuffled":
-        vas = vas[1::3] + vas[::3]
+        vas = vas[1:40:3] + vas[:40:3]
     elif order == "short":
         vas = vas[5:7]
     else:
