@@ -7,8 +7,8 @@ hugepage, so header and buffer share one VA-to-IOVA offset: that is what the ker
 ``va2pa`` assume (kni-abi.md §3.5). Mbufs are named by the virtual address of their header, which is what travels
 through the FIFOs (in "PA form" on rx_q/alloc_q, see ``to_pa_form``).
 
-Hot path: alloc and free are list slices/extends plus a few set operations per burst (which also catch double and
-foreign frees), with no per-mbuf struct work.
+Hot path: alloc and free are list slices/extends plus one flag per mbuf, set and cleared a whole stretch at a time
+(the flags also catch double and foreign frees), with no per-mbuf struct work.
 
 Free mbufs are handed out first in, first out, starting in address order. Mbufs then keep circulating in the same
 cyclic order through alloc_q, tx_q and back (and likewise through rx_q and free_q), so a burst the kernel returns is
@@ -118,7 +118,10 @@ class MbufPool:
         self._cycle = vas + vas
         self._chunk_ends = chunk_ends
         self._free = list(vas)  # a queue: alloc takes from the front, free appends at the back
-        self._in_use: Set[int] = set()  # catches double frees, which would hand one mbuf out twice
+        # 1 at the position of each mbuf out of the pool: catches double frees, which would hand one mbuf out twice
+        self._held = bytearray(count)
+        self._ones = b"\x01" * count
+        self._zeros = bytes(count)
         self._chains: Dict[int, List[int]] = {}
         self._pa_form: Optional[Dict[int, int]] = None
         self._va_of_pa_form: Optional[Dict[int, int]] = None
@@ -164,7 +167,7 @@ class MbufPool:
 
     @property
     def in_use(self) -> int:
-        return len(self._in_use)
+        return self._held.count(1)
 
     @property
     def max_packet_size(self) -> int:
@@ -177,8 +180,8 @@ class MbufPool:
     def cycle_position(self, vas: Sequence[int]) -> int:
         """Where ``vas`` (one or more) starts in the pool's cyclic order if it is a stretch of it, else -1."""
         position = self._position.get(vas[0], -1)
-        if position < 0 or vas != self._cycle[position : position + len(vas)]:
-            return -1
+        if position < 0 or len(vas) > self.count or vas != self._cycle[position : position + len(vas)]:
+            return -1  # (longer than the pool, it would hold an mbuf twice)
         return position
 
     def stretches(self, position: int, count: int) -> List[Tuple[int, int]]:
@@ -209,45 +212,86 @@ class MbufPool:
         free = self._free
         burst = free[:count]
         del free[:count]
-        self._in_use.update(burst)
+        if burst:
+            self._hold(burst)
         return burst
 
     def free_burst(self, heads: Sequence[int]) -> None:
         """Return packets (chain heads) to the pool, with all their segments; rejects foreign and double frees."""
         if not heads:
             return
-        in_use = self._in_use
-        before = len(in_use)
-        in_use.difference_update(heads)
         error = None
-        if before - len(in_use) != len(heads):  # foreign, already free, or repeated: slow path
-            heads, error = self._sort_out(heads)
+        position = self.cycle_position(heads)
+        if position >= 0 and self._flags(position, len(heads)) == self._ones[: len(heads)]:
+            self._set_flags(position, len(heads), self._zeros)
+        else:  # scattered, or foreign, already free or repeated mbufs among them
+            heads, error = self._release_scattered(heads)
         chains = self._chains
         if chains and any(map(chains.__contains__, heads)):
             for head in heads:
                 tail = chains.pop(head, None)
                 if tail is not None:
                     self._reset_chain([head, *tail])
-                    in_use.difference_update(tail)
+                    for va in tail:
+                        self._held[self._position[va]] = 0
                     self._free.extend(tail)
         self._free.extend(heads)
         if error is not None:
             raise error
 
-    def _sort_out(self, heads: Sequence[int]) -> Tuple[List[int], KniMbufError]:
-        """Split a bad burst into the mbufs that really were in use (still freed) and an error naming the rest."""
-        free = set(self._free)
-        unique = list(dict.fromkeys(heads))
-        valid = [va for va in unique if va in self._owned and va not in free]
-        foreign = [hex(va) for va in unique if va not in self._owned][:4]
-        already = [hex(va) for va in unique if va in free][:4]
+    def _hold(self, vas: Sequence[int]) -> None:
+        """Flag free mbufs as out of the pool."""
+        position = self.cycle_position(vas)
+        if position >= 0:
+            self._set_flags(position, len(vas), self._ones)
+            return
+        held, positions = self._held, self._position
+        for va in vas:
+            held[positions[va]] = 1
+
+    def _flags(self, position: int, count: int) -> bytes:
+        """The flags of ``count`` mbufs from ``position`` of the cyclic order (wrapping around), count <= pool."""
+        first = self.count - position
+        if count <= first:
+            return bytes(self._held[position : position + count])
+        return bytes(self._held[position:] + self._held[: count - first])
+
+    def _set_flags(self, position: int, count: int, values: bytes) -> None:
+        first = min(count, self.count - position)
+        self._held[position : position + first] = values[:first]
+        if count > first:
+            self._held[: count - first] = values[: count - first]
+
+    def _release_scattered(self, heads: Sequence[int]) -> Tuple[List[int], Optional[KniMbufError]]:
+        """Clear the flags of the mbufs that really were out of the pool; an error names any others."""
+        held, positions = self._held, self._position
+        valid: List[int] = []
+        foreign: List[str] = []
+        already: List[str] = []
+        released: Set[int] = set()
+        for va in heads:
+            position = positions.get(va)
+            if position is None:
+                foreign.append(hex(va))
+            elif held[position]:
+                held[position] = 0
+                valid.append(va)
+                released.add(va)
+            elif va not in released:
+                already.append(hex(va))
         if foreign:
-            error = KniMbufError("mbuf free", errno.EFAULT, f"pool {self.name!r} does not own mbufs {foreign}")
-        elif already:
-            error = KniMbufError("mbuf free", errno.EINVAL, f"pool {self.name!r}: mbufs {already} are already free")
-        else:
-            error = KniMbufError("mbuf free", errno.EINVAL, f"pool {self.name!r}: the same mbuf twice in one burst")
-        return valid, error
+            return valid, KniMbufError(
+                "mbuf free", errno.EFAULT, f"pool {self.name!r} does not own mbufs {foreign[:4]}"
+            )
+        if already:
+            return valid, KniMbufError(
+                "mbuf free", errno.EINVAL, f"pool {self.name!r}: mbufs {already[:4]} are already free"
+            )
+        if len(valid) < len(heads):
+            return valid, KniMbufError(
+                "mbuf free", errno.EINVAL, f"pool {self.name!r}: the same mbuf twice in one burst"
+            )
+        return valid, None
 
     def _reset_chain(self, segments: Iterable[int]) -> None:
         for va in segments:
@@ -369,4 +413,4 @@ class MbufPool:
             self.arena.free(zone)
         self._chunks = []
         self._free = []
-        self._in_use.clear()
+        self._held = bytearray(self.count)

@@ -172,6 +172,30 @@ def test_double_free_is_caught() -> None:
     assert len(set(pool.alloc_burst(4))) == 4
 
 
+def test_double_frees_within_stretches_are_caught() -> None:
+    """A burst that is a stretch of the cyclic order is checked a stretch at a time, wrapping around included."""
+    pool = MbufPool(anonymous_arena(SEGMENT), "pool", 64)
+    pool.free_burst(pool.alloc_burst(50))
+    stretch = pool.alloc_burst(30)  # the last 14 of the order, then its first 16
+    assert pool.cycle_position(stretch) == 50
+    pool.free_burst(stretch)
+    with pytest.raises(KniMbufError, match="already free"):
+        pool.free_burst(stretch)
+    assert (pool.available, pool.in_use) == (64, 0)
+    stretch = pool.alloc_burst(20)
+    pool.free_burst(stretch[7:8])
+    with pytest.raises(KniMbufError, match=hex(stretch[7])):
+        pool.free_burst(stretch)  # the other 19 are still freed
+    assert (pool.available, pool.in_use) == (64, 0)
+    assert len(set(pool.alloc_burst(64))) == 64
+    fresh = MbufPool(anonymous_arena(SEGMENT), "fresh", 16)
+    everything = fresh.alloc_burst(16)
+    assert fresh.cycle_position(everything) == 0
+    with pytest.raises(KniMbufError, match="twice in one burst"):
+        fresh.free_burst(everything + everything)  # matches the doubled order, but holds each mbuf twice
+    assert (fresh.available, fresh.in_use) == (16, 0)
+
+
 def test_owns_all_checks_stretches_and_scattered_addresses() -> None:
     """Stretches of the cyclic order take one list comparison; anything else the per-address check. Both refuse
     strangers."""
