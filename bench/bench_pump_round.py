@@ -33,7 +33,6 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._abi import MBUF_PKT
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_backends import NullBackend
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import parse_interface
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import (
-    ALLOC_Q_TARGET,
     Port,
     PumpDaemon,
     Settings,
@@ -46,7 +45,7 @@ LENGTHS = struct.Struct("<IH")
 
 
 def make_port(directory: str, source_frame: bytes) -> Tuple[PumpDaemon, Port]:
-    kni = FakeKni(pool_size=DEFAULT_POOL_SIZE, alloc_q_target=ALLOC_Q_TARGET)  # as KernelKni makes them
+    kni = FakeKni(pool_size=DEFAULT_POOL_SIZE)  # a pool and alloc_q as KernelKni makes them
     daemon = PumpDaemon(Settings(directory, max_interfaces=1), kni, FakeLinks(), ThreadWorker(), None, fake_system())
     daemon.start([parse_interface({"name": "kbench0", "backend": "null", "carrier": "on"})])
     port = daemon.ports["kbench0"]

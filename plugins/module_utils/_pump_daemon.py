@@ -63,12 +63,26 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._requests import Kni
 
 BURST = MAX_MBUF_BURST
 # Egress drains whatever tx_q holds, up to this many per round: under load, fewer and bigger rounds leave more CPU
-# to the senders and the kernel thread. alloc_q is kept topped up to as many, so the kernel rarely waits for us.
-EGRESS_BURST = 8 * MAX_MBUF_BURST
+# to the senders and the kernel thread. alloc_q is kept topped up to as many (at most half the pool), so the kernel
+# rarely finds it empty between two rounds: with 256, a fast sender lost a fifth of its frames that way.
+EGRESS_BURST = 16 * MAX_MBUF_BURST
 ALLOC_Q_TARGET = EGRESS_BURST
 INGRESS_BURST = 2 * MAX_MBUF_BURST
 FREE_BURST = 8 * MAX_MBUF_BURST  # mbufs taken back from free_q per round: at least what a round can hand out
-INGRESS_IN_FLIGHT = 512  # at most this many of our mbufs wait in rx_q, so the pool always has egress buffers
+# At most this many of our mbufs (and at most 3/8 of the pool) wait in rx_q, so the pool keeps egress buffers.
+INGRESS_IN_FLIGHT = 384
+
+
+def alloc_q_target(pool_size: int) -> int:
+    """How many empty mbufs alloc_q is kept topped up to, for a pool of ``pool_size``."""
+    return max(1, min(ALLOC_Q_TARGET, pool_size // 2))
+
+
+def ingress_in_flight(pool_size: int) -> int:
+    """How many mbufs at most wait in rx_q, for a pool of ``pool_size``."""
+    return max(1, min(INGRESS_IN_FLIGHT, pool_size * 3 // 8))
+
+
 SPIN_TIME = 300e-6  # seconds of empty rounds before the first sleep: a spinning pump takes the CPU from the kernel
 BUSY_CHECK_INTERVAL = 0.002  # seconds between descriptor checks (control socket, netlink) while busy
 # A busy pump reads the clock once every this many rounds: in a VM whose clock source is an emulated HPET, reading
@@ -180,7 +194,8 @@ class Port:
         self.rx_q = device.fifo("rx")
         self.req_q = device.fifo("req")
         self.tx_q = device.fifo("tx")
-        self.throttled = False  # the last round's ingress burst was cut short by INGRESS_IN_FLIGHT
+        self.throttled = False  # the last round's ingress burst was cut short by the in-flight limit
+        self.in_flight_limit = ingress_in_flight(pool.count)
 
     def kernel_pending(self) -> bool:
         """The kernel posted a request or transmitted frames (two index reads per FIFO, for idle polling)."""
@@ -198,7 +213,7 @@ class Port:
             counters["egress_dropped"] += dropped
             moved = len(egress)
         device.free_completed(FREE_BURST)  # what the kernel consumed, before the backend asks the pool for more
-        room = INGRESS_IN_FLIGHT - self.rx_q.count()
+        room = self.in_flight_limit - self.rx_q.count()
         ingress, received_bytes, dropped = self.backend.receive(min(INGRESS_BURST, room)) if room > 0 else ([], 0, 0)
         self.throttled = room < INGRESS_BURST and (room <= 0 or len(ingress) == room)
         if dropped:

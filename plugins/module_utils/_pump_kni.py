@@ -27,7 +27,7 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._memory import (
     map_hugepages,
     read_meminfo,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import ALLOC_Q_TARGET, arena_bytes
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import alloc_q_target, arena_bytes
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_log import LOG
 from ansible_collections.kernelnic.kni.plugins.module_utils._requests import KniRequest, RequestCallbacks
 
@@ -69,9 +69,8 @@ class KernelKni:
     ) -> Tuple[KniDevice, MbufPool]:
         pool = MbufPool(self.arena, f"pool_{config.name}", self.pool_size)
         try:
-            device = KniDevice(
-                self.control, config, self.arena, pool, callbacks, on_error, alloc_q_target=ALLOC_Q_TARGET
-            )
+            target = alloc_q_target(self.pool_size)
+            device = KniDevice(self.control, config, self.arena, pool, callbacks, on_error, alloc_q_target=target)
         except BaseException:
             pool.close()
             raise

@@ -17,7 +17,7 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
 from ansible_collections.kernelnic.kni.plugins.module_utils._device import DeviceConfig, KniDevice
 from ansible_collections.kernelnic.kni.plugins.module_utils._mbuf import MbufPool
 from ansible_collections.kernelnic.kni.plugins.module_utils._memory import anonymous_arena
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import SystemView
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import SystemView, alloc_q_target
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_netlink import Job
 from ansible_collections.kernelnic.kni.plugins.module_utils._requests import (
     KniRequest,
@@ -55,8 +55,8 @@ class FakeKni:
         self, config: DeviceConfig, callbacks: RequestCallbacks, on_error: Callable[[KniRequest, BaseException], None]
     ) -> Tuple[KniDevice, MbufPool]:
         pool = MbufPool(self.arena, f"pool_{config.name}", self.pool_size)
-        extra = {} if self.alloc_q_target is None else {"alloc_q_target": self.alloc_q_target}
-        device = KniDevice(self.control, config, self.arena, pool, callbacks, on_error, **extra)  # type: ignore[arg-type]
+        target = alloc_q_target(self.pool_size) if self.alloc_q_target is None else self.alloc_q_target  # as KernelKni
+        device = KniDevice(self.control, config, self.arena, pool, callbacks, on_error, alloc_q_target=target)  # type: ignore[arg-type]
         self.devices[config.name] = device
         return device, pool
 

@@ -14,9 +14,18 @@ from typing import Iterator, Tuple
 
 import pytest
 from ansible_collections.kernelnic.kni.plugins.module_utils._abi import RequestId
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_backends import NullBackend
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import ConfigError, mac_bytes, parse_interface
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import ControlClient, parse_request
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import INGRESS_BURST, PumpDaemon, Settings
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import (
+    ALLOC_Q_TARGET,
+    INGRESS_BURST,
+    INGRESS_IN_FLIGHT,
+    PumpDaemon,
+    Settings,
+    alloc_q_target,
+    ingress_in_flight,
+)
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_state import read_state
 from pump_fakes import (
     FakeKni,
@@ -361,3 +370,19 @@ def test_admin_state_is_persisted_and_restored(daemon, tmp_path: Path) -> None:
     state = read_state(str(tmp_path))
     assert state is not None and state.admin_up == ()
     restarted.close()
+
+
+def test_a_small_pool_keeps_mbufs_for_both_directions(tmp_path: Path) -> None:
+    """alloc_q and the frames waiting in rx_q never take the whole pool, whatever its size."""
+    assert (alloc_q_target(4096), ingress_in_flight(4096)) == (ALLOC_Q_TARGET, INGRESS_IN_FLIGHT)
+    assert (alloc_q_target(64), ingress_in_flight(64)) == (32, 24)
+    pump = PumpDaemon(Settings(str(tmp_path), max_interfaces=1), FakeKni(pool_size=64), FakeLinks(), ThreadWorker())
+    assert pump.start([parse_interface({"name": "kni0", "backend": "null"})]) == []
+    port = pump.ports["kni0"]
+    port.backend.close()
+    port.backend = NullBackend(port.pool, pump._defer, bytes(60))  # pylint: disable=protected-access
+    for _round in range(5):
+        port.pump()
+    assert port.rx_q.count() == 24 and port.throttled
+    assert port.pool.available == 64 - 24 - port.device.fifo("alloc").count() > 0
+    pump.close()
