@@ -80,4 +80,23 @@ static inline long kni_get_user_page_remote(struct mm_struct *mm,
 #define kni_kunmap(addr)	kunmap_atomic(addr)
 #endif
 
+/*
+ * Ingress skbs from a page pool of fragments (5.15+; Kbuild probes for
+ * page_pool_dev_alloc_frag()).  6.6 moved the helpers to
+ * net/page_pool/helpers.h; until 6.7 fragments needed PP_FLAG_PAGE_FRAG.
+ */
+#if defined(KNI_HAVE_PP_FRAG) && IS_ENABLED(CONFIG_PAGE_POOL)
+#define KNI_USE_PAGE_POOL 1
+#ifdef KNI_HAVE_PP_HELPERS_H
+#include <net/page_pool/helpers.h>
+#else
+#include <net/page_pool.h>
+#endif
+#ifdef PP_FLAG_PAGE_FRAG
+#define KNI_PP_FLAGS	PP_FLAG_PAGE_FRAG
+#else
+#define KNI_PP_FLAGS	0
+#endif
+#endif
+
 #endif /* KNI_COMPAT_H */

@@ -19,6 +19,8 @@
 #include "kni_abi.h"
 #include "kni_fifo.h"
 
+struct page_pool;
+
 /* Prefix every pr_*() message with the module name. */
 #undef pr_fmt
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -136,6 +138,7 @@ struct kni_dev {
 
 	/* Ingress: NAPI when translation is atomic, the kthread otherwise. */
 	struct napi_struct napi;
+	struct page_pool *rx_pages;	/* NAPI's skb memory, if the kernel has page pools */
 	unsigned long rx_seq;		/* bumped by every productive rx pass */
 	struct task_struct *thread;	/* kthread servicing this device */
 	bool own_thread;		/* multiple mode */
@@ -188,6 +191,8 @@ void kni_netdev_init_priv(struct kni_dev *kni);
 
 /* kni_rxtx.c: data path. */
 int kni_napi_poll(struct napi_struct *napi, int budget);
+void kni_rx_pages_create(struct kni_dev *kni);
+void kni_rx_pages_destroy(struct kni_dev *kni);
 netdev_tx_t kni_start_xmit(struct sk_buff *skb, struct net_device *dev);
 int kni_service(struct kni_dev *kni);
 void kni_return_leftovers(struct kni_dev *kni);

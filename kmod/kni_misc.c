@@ -51,6 +51,7 @@ static void kni_dev_free(struct kni_dev *kni)
 {
 	unsigned int i;
 
+	kni_rx_pages_destroy(kni);
 	for (i = 0; i < KNI_AREA_COUNT; i++)
 		kni_area_unmap(&kni->areas[i]);
 	if (kni->mm)
@@ -251,6 +252,7 @@ static int kni_ioctl_create(struct net *net, struct kni_net *knet,
 		goto err_free;
 	}
 
+	kni_rx_pages_create(kni);
 	kni_napi_add(dev, &kni->napi, kni_napi_poll);
 	ret = register_netdev(dev);
 	if (ret) {

@@ -26,6 +26,7 @@
 #include <linux/sched.h>
 #include <linux/skbuff.h>
 
+#include "compat.h"
 #include "kni_dev.h"
 
 /* pkt_len and data_len are adjacent in the mbuf: written in one go. */
@@ -62,6 +63,68 @@ static void kni_count_tx(struct kni_dev *kni, unsigned int len)
 	u64_stats_update_end(&kni->tx_syncp);
 }
 
+#define KNI_RX_POOL_PAGES	256
+
+/*
+ * NAPI's skbs are built on page pool fragments where the kernel has them:
+ * a freed skb hands its page back to the pool, so the page allocator,
+ * which zeroes every page it gives out when init_on_alloc is on (Debian's
+ * default), is left out of the steady state.  Without a pool (5.10, or
+ * page_pool_create() failing), napi_alloc_skb() serves.
+ */
+void kni_rx_pages_create(struct kni_dev *kni)
+{
+#ifdef KNI_USE_PAGE_POOL
+	struct page_pool_params params = {
+		.flags = KNI_PP_FLAGS,
+		.order = 0,
+		.pool_size = KNI_RX_POOL_PAGES,
+		.nid = NUMA_NO_NODE,
+	};
+	struct page_pool *pool = page_pool_create(&params);
+
+	kni->rx_pages = IS_ERR(pool) ? NULL : pool;
+#endif
+}
+
+/* After the NAPI is gone; pages still in sockets return to the pool later. */
+void kni_rx_pages_destroy(struct kni_dev *kni)
+{
+#ifdef KNI_USE_PAGE_POOL
+	if (kni->rx_pages)
+		page_pool_destroy(kni->rx_pages);
+	kni->rx_pages = NULL;
+#endif
+}
+
+static struct sk_buff *kni_napi_skb(struct kni_dev *kni,
+				    struct napi_struct *napi, u32 len)
+{
+#ifdef KNI_USE_PAGE_POOL
+	unsigned int headroom = NET_SKB_PAD + NET_IP_ALIGN;
+	unsigned int size = SKB_DATA_ALIGN(headroom + len) +
+			    SKB_DATA_ALIGN(sizeof(struct skb_shared_info));
+	struct sk_buff *skb;
+	unsigned int offset;
+	struct page *page;
+
+	if (kni->rx_pages && size <= PAGE_SIZE) {
+		page = page_pool_dev_alloc_frag(kni->rx_pages, &offset, size);
+		if (!page)
+			return NULL;
+		skb = napi_build_skb(page_address(page) + offset, size);
+		if (!skb) {
+			page_pool_put_full_page(kni->rx_pages, page, false);
+			return NULL;
+		}
+		skb_mark_for_recycle(skb);
+		skb_reserve(skb, headroom);
+		return skb;
+	}
+#endif
+	return napi_alloc_skb(napi, len);
+}
+
 /*
  * Walk the chain of the rx mbuf at iova: validate it, copy its data into a
  * new skb when pskb is given, and turn every next pointer into VA form so
@@ -89,7 +152,7 @@ static int kni_rx_walk(struct kni_dev *kni, u64 iova, struct napi_struct *napi,
 		return -EINVAL;
 
 	if (pskb) {
-		skb = napi ? napi_alloc_skb(napi, pkt_len)
+		skb = napi ? kni_napi_skb(kni, napi, pkt_len)
 			   : netdev_alloc_skb_ip_align(kni->netdev, pkt_len);
 		if (!skb)
 			ret = -ENOMEM;	/* still fix the chain below */
