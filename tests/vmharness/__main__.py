@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--kernel", required=True)
     run.add_argument("--timeout", type=float, default=600)
     run.add_argument("--ssh-port", type=int, default=0, help="forward 127.0.0.1:PORT to the guest's sshd")
+    run.add_argument("--append", default="", help="extra kernel command line (e.g. init_on_alloc=0)")
     run.add_argument("script", nargs=argparse.REMAINDER, help="shell command (after --)")
     build = sub.add_parser("build", help="build an out-of-tree module against a matrix kernel with -Werror")
     build.add_argument("--kernel", required=True)
@@ -53,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
 
         command = args.script[1:] if args.script[:1] == ["--"] else args.script
         result = guest.run_script(
-            matrix.kernel(args.kernel), " ".join(command), timeout=args.timeout, ssh_port=args.ssh_port or None
+            matrix.kernel(args.kernel),
+            " ".join(command),
+            timeout=args.timeout,
+            ssh_port=args.ssh_port or None,
+            extra_append=args.append,
         )
         sys.stdout.write(result.output)
         print(f"--- exit {result.exit_code}, boot-to-command {result.boot_seconds:.1f}s ---")
