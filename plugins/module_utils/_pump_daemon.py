@@ -67,7 +67,7 @@ BURST = MAX_MBUF_BURST
 # rarely finds it empty between two rounds: with 256, a fast sender lost a fifth of its frames that way.
 EGRESS_BURST = 16 * MAX_MBUF_BURST
 ALLOC_Q_TARGET = EGRESS_BURST
-INGRESS_BURST = 2 * MAX_MBUF_BURST
+INGRESS_BURST = 4 * MAX_MBUF_BURST
 FREE_BURST = 8 * MAX_MBUF_BURST  # mbufs taken back from free_q per round: at least what a round can hand out
 # At most this many of our mbufs (and at most 3/8 of the pool) wait in rx_q, so the pool keeps egress buffers.
 INGRESS_IN_FLIGHT = 384
