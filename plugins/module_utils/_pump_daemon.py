@@ -196,6 +196,7 @@ class Port:
         self.tx_q = device.fifo("tx")
         self.throttled = False  # the last round's ingress burst was cut short by the in-flight limit
         self.in_flight_limit = ingress_in_flight(pool.count)
+        self.refill_at = min(INGRESS_BURST, self.in_flight_limit // 2)  # room in rx_q worth a round
 
     def kernel_pending(self) -> bool:
         """The kernel posted a request or transmitted frames (two index reads per FIFO, for idle polling)."""
@@ -214,8 +215,14 @@ class Port:
             moved = len(egress)
         device.free_completed(FREE_BURST)  # what the kernel consumed, before the backend asks the pool for more
         room = self.in_flight_limit - self.rx_q.count()
-        ingress, received_bytes, dropped = self.backend.receive(min(INGRESS_BURST, room)) if room > 0 else ([], 0, 0)
-        self.throttled = room < INGRESS_BURST and (room <= 0 or len(ingress) == room)
+        if room >= self.refill_at:
+            ingress, received_bytes, dropped = self.backend.receive(min(INGRESS_BURST, room))
+            self.throttled = len(ingress) == room
+        else:
+            # rx_q is nearly full: wait until the kernel has taken a burst's worth instead of topping it up a few
+            # frames at a time, since a round costs far more than a frame.
+            ingress, received_bytes, dropped = [], 0, 0
+            self.throttled = True
         if dropped:
             counters["ingress_dropped"] += dropped
         if ingress:

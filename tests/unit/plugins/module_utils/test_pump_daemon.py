@@ -386,3 +386,23 @@ def test_a_small_pool_keeps_mbufs_for_both_directions(tmp_path: Path) -> None:
     assert port.rx_q.count() == 24 and port.throttled
     assert port.pool.available == 64 - 24 - port.device.fifo("alloc").count() > 0
     pump.close()
+
+
+def test_ingress_waits_for_a_burst_worth_of_room(daemon) -> None:
+    """A nearly full rx_q is not topped up a few frames at a time: the pump waits until half the in-flight limit is
+    free, and says it is throttled meanwhile (so it polls soon instead of backing off)."""
+    pump = daemon[0]
+    port = pump.ports["kni1"]
+    port.backend = NullBackend(port.pool, pump._defer, b"\xcd" * 60)  # pylint: disable=protected-access
+    limit = ingress_in_flight(port.pool.count)
+    rx_q, free_q = port.device.fifo("rx"), port.device.fifo("free")
+
+    def kernel_takes(count: int) -> None:
+        free_q.put(rx_q.get(count))
+
+    port.pump()
+    assert rx_q.count() == limit and port.throttled
+    kernel_takes(limit // 2 - 1)
+    assert port.pump() == 0 and rx_q.count() == limit - (limit // 2 - 1) and port.throttled
+    kernel_takes(1)
+    assert port.pump() == limit // 2 and rx_q.count() == limit
