@@ -38,6 +38,14 @@ struct kni_mbuf_lens {
 #define KNI_MBUF_LENS_OFF	offsetof(struct rte_kni_mbuf, pkt_len)
 #define KNI_MBUF_NEXT_OFF	offsetof(struct rte_kni_mbuf, next)
 
+/*
+ * How much of an mbuf is read: the first cache line (all but next, which
+ * only chains need) or, to fill an egress mbuf, its addresses and data_off.
+ * Copies cost per byte, and an mbuf header is larger than a small frame.
+ */
+#define KNI_MBUF_HEAD_LEN	KNI_MBUF_NEXT_OFF
+#define KNI_MBUF_ADDR_LEN	(offsetof(struct rte_kni_mbuf, data_off) + sizeof(u16))
+
 static_assert(offsetof(struct rte_kni_mbuf, data_len) ==
 	      KNI_MBUF_LENS_OFF + offsetof(struct kni_mbuf_lens, data_len));
 
@@ -141,7 +149,7 @@ static int kni_rx_walk(struct kni_dev *kni, u64 iova, struct napi_struct *napi,
 	int ret = 0;
 
 	*uva = kni->iova_mode ? iova : 0;
-	if (kni_mem_read(kni, iova, &m, sizeof(m)))
+	if (kni_mem_read(kni, iova, &m, KNI_MBUF_HEAD_LEN))
 		return -EFAULT;
 	*uva = kni_mbuf_uva(iova, &m);
 
@@ -172,8 +180,9 @@ static int kni_rx_walk(struct kni_dev *kni, u64 iova, struct napi_struct *napi,
 		if (++seg == nb_segs)
 			break;
 
-		next = m.next;
-		if (!next || kni_mem_read(kni, next, &nm, sizeof(nm)))
+		if (kni_mem_read(kni, iova + KNI_MBUF_NEXT_OFF, &next,
+				 sizeof(next)) ||
+		    !next || kni_mem_read(kni, next, &nm, KNI_MBUF_HEAD_LEN))
 			goto malformed;
 		next_uva = kni_mbuf_uva(next, &nm);
 		if (next_uva != next &&
@@ -226,7 +235,7 @@ static int kni_tx_post(struct kni_dev *kni, u64 entry, const void *data,
 	u32 padded = max_t(u32, len, ETH_ZLEN);
 	u64 buf, uva;
 
-	if (kni_mem_read(kni, entry, &m, sizeof(m)))
+	if (kni_mem_read(kni, entry, &m, KNI_MBUF_ADDR_LEN))
 		return -EFAULT;
 	buf = m.buf_iova + m.data_off;
 	if (data ? kni_mem_write(kni, buf, data, len)
@@ -359,7 +368,7 @@ static int kni_rx_lo_fifo(struct kni_dev *kni, int budget)
 		u64 uva;
 		bool sent = false;
 
-		if (!kni_mem_read(kni, rx[i], &m, sizeof(m)) &&
+		if (!kni_mem_read(kni, rx[i], &m, KNI_MBUF_HEAD_LEN) &&
 		    m.data_len >= ETH_HLEN && m.data_len <= kni->mbuf_size) {
 			if (!kni_tx_post(kni, alloc[i], NULL,
 					 m.buf_iova + m.data_off, m.data_len)) {
@@ -372,12 +381,12 @@ static int kni_rx_lo_fifo(struct kni_dev *kni, int budget)
 		if (uva)
 			done[nr_done++] = uva;
 		/* An unused alloc mbuf goes back to userspace via free_q. */
-		if (!sent && !kni_mem_read(kni, alloc[i], &m, sizeof(m)))
+		if (!sent && !kni_mem_read(kni, alloc[i], &m, KNI_MBUF_ADDR_LEN))
 			done[nr_done++] = kni_mbuf_uva(alloc[i], &m);
 	}
 	/* Alloc mbufs taken beyond the rx entries we got go back too. */
 	for (; i < nr_alloc; i++)
-		if (!kni_mem_read(kni, alloc[i], &m, sizeof(m)))
+		if (!kni_mem_read(kni, alloc[i], &m, KNI_MBUF_ADDR_LEN))
 			done[nr_done++] = kni_mbuf_uva(alloc[i], &m);
 	kni_tx_unlock(kni);
 	kni_ring_put(&kni->free_q, done, nr_done);
@@ -538,7 +547,7 @@ void kni_return_leftovers(struct kni_dev *kni)
 					kni_rx_walk(kni, entries[i], NULL, NULL,
 						    &uva);
 				else if (!kni_mem_read(kni, entries[i], &m,
-						       sizeof(m)))
+						       KNI_MBUF_ADDR_LEN))
 					uva = kni_mbuf_uva(entries[i], &m);
 				entries[i] = uva;
 			}
