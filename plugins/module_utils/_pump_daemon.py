@@ -196,7 +196,7 @@ class Port:
         self.tx_q = device.fifo("tx")
         self.throttled = False  # the last round's ingress burst was cut short by the in-flight limit
         self.in_flight_limit = ingress_in_flight(pool.count)
-        self.refill_at = min(INGRESS_BURST, self.in_flight_limit // 2)  # room in rx_q worth a round
+        self.refill_at = max(1, min(INGRESS_BURST, self.in_flight_limit // 2))  # room in rx_q worth a round
 
     def kernel_pending(self) -> bool:
         """The kernel posted a request or transmitted frames (two index reads per FIFO, for idle polling)."""

@@ -376,6 +376,7 @@ def test_a_small_pool_keeps_mbufs_for_both_directions(tmp_path: Path) -> None:
     """alloc_q and the frames waiting in rx_q never take the whole pool, whatever its size."""
     assert (alloc_q_target(4096), ingress_in_flight(4096)) == (ALLOC_Q_TARGET, INGRESS_IN_FLIGHT)
     assert (alloc_q_target(64), ingress_in_flight(64)) == (32, 24)
+    assert (alloc_q_target(1), ingress_in_flight(1)) == (1, 1)
     pump = PumpDaemon(Settings(str(tmp_path), max_interfaces=1), FakeKni(pool_size=64), FakeLinks(), ThreadWorker())
     assert pump.start([parse_interface({"name": "kni0", "backend": "null"})]) == []
     port = pump.ports["kni0"]
@@ -406,3 +407,15 @@ def test_ingress_waits_for_a_burst_worth_of_room(daemon) -> None:
     assert port.pump() == 0 and rx_q.count() == limit - (limit // 2 - 1) and port.throttled
     kernel_takes(1)
     assert port.pump() == limit // 2 and rx_q.count() == limit
+
+
+def test_a_pool_of_two_still_moves_frames(tmp_path: Path) -> None:
+    pump = PumpDaemon(Settings(str(tmp_path), max_interfaces=1), FakeKni(pool_size=2), FakeLinks(), ThreadWorker())
+    assert pump.start([parse_interface({"name": "kni0", "backend": "null"})]) == []
+    port = pump.ports["kni0"]
+    port.backend.close()
+    port.backend = NullBackend(port.pool, pump._defer, bytes(60))  # pylint: disable=protected-access
+    assert port.refill_at == 1
+    assert port.pump() == 1 and port.device.fifo("rx").count() == 1
+    assert port.pump() == 0 and port.throttled  # rx_q holds its limit of one
+    pump.close()
