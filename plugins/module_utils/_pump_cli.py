@@ -95,7 +95,8 @@ def initial_state(config_path: Optional[str], state_dir: str) -> PersistedState:
         interface if interface.mac else _with_mac(interface, macs.get(interface.name)) for interface in interfaces
     ]
     names = [interface.name for interface in interfaces]
-    return PersistedState(interfaces, digest, tuple(name for name in persisted.admin_up if name in names))
+    addresses = {name: found for name, found in (persisted.addresses or {}).items() if name in names}
+    return PersistedState(interfaces, digest, tuple(name for name in persisted.admin_up if name in names), addresses)
 
 
 def _with_mac(interface: InterfaceConfig, mac: Optional[str]) -> InterfaceConfig:
@@ -120,7 +121,7 @@ def run(args: Any) -> int:
     os.makedirs(args.state_dir, mode=0o700, exist_ok=True)
     remove_stale_temporaries(args.state_dir)
     try:
-        interfaces, digest, admin_up = initial_state(args.config, args.state_dir)
+        interfaces, digest, admin_up, addresses = initial_state(args.config, args.state_dir)
     except ConfigError as exc:
         LOG.error("invalid configuration: %s", exc)
         return EXIT_INVALID
@@ -149,7 +150,7 @@ def run(args: Any) -> int:
     signal.signal(signal.SIGINT, lambda _signum, _frame: daemon.stop())
     signal.signal(signal.SIGHUP, lambda _signum, _frame: daemon.request_reload())
     try:
-        errors = daemon.start(interfaces, admin_up)
+        errors = daemon.start(interfaces, admin_up, addresses or {})
         names = ", ".join(sorted(daemon.ports)) or "none"
         # Where a (re)start spends its time, for the operator and bench_pump: imports, then state and configuration,
         # then /dev/kni and the hugepage arena, then the interfaces (created, brought up again, carrier).

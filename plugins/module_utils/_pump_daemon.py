@@ -25,7 +25,7 @@ import os
 import select
 import socket
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Protocol, Sequence, Tuple, Union
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._abi import FIFO_AREA_SIZE, MAX_MBUF_BURST, KniError
 from ansible_collections.kernelnic.kni.plugins.module_utils._device import DeviceConfig, KniDevice
@@ -56,7 +56,7 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import
     ok_reply,
 )
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_log import LOG
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_netlink import Job, LinkEvent
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_netlink import AddressEvent, Job, LinkEvent
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_plan import Action, assign_macs, by_name, plan
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_state import StateError, write_state
 from ansible_collections.kernelnic.kni.plugins.module_utils._requests import KniRequest, RequestCallbacks
@@ -126,6 +126,8 @@ class LinkOps(Protocol):
         up: Optional[bool] = None,
     ) -> None: ...
 
+    def add_address(self, ifindex: int, address: str) -> None: ...
+
 
 class Worker(Protocol):
     def submit(self, function: Callable[[], None], description: str) -> Job: ...
@@ -136,7 +138,7 @@ class Monitor(Protocol):
 
     def fileno(self) -> int: ...
 
-    def read_events(self) -> List[LinkEvent]: ...
+    def read_events(self) -> Sequence[Union[LinkEvent, AddressEvent]]: ...
 
 
 class SystemView(NamedTuple):
@@ -314,24 +316,33 @@ class PumpDaemon:
         # Administrative state (ip link set up/down) by interface name, as the kernel last asked for it; persisted
         # with the desired state so that a restarted daemon brings the same interfaces up again.
         self.admin: Dict[str, bool] = {}
-        self._admin_dirty = False
+        # Configured addresses by interface name, as address events reported them: persisted too, and put back on an
+        # interface this daemon creates (after a crash, a restart or a recreate).
+        self.addresses: Dict[str, List[str]] = {}
+        self._state_dirty = False
         self._start_jobs: Optional[List[Job]] = None  # link jobs start() waits for (None once started)
         self._bring_up: List[Port] = []  # created by this reconcile, to be brought up again once it is over
 
     # --- start-up ----------------------------------------------------------------------------------------------------
 
-    def start(self, desired: Sequence[InterfaceConfig], admin_up: Sequence[str] = ()) -> List[str]:
-        """Create the initial interfaces, bring up those in ``admin_up`` (they were up when the last daemon ended),
-        and open the control socket; returns per-interface failures."""
+    def start(
+        self,
+        desired: Sequence[InterfaceConfig],
+        admin_up: Sequence[str] = (),
+        addresses: Optional[Dict[str, List[str]]] = None,
+    ) -> List[str]:
+        """Create the initial interfaces, bring up those in ``admin_up`` and put ``addresses`` back (as they were
+        when the last daemon ended), and open the control socket; returns per-interface failures."""
         interfaces = assign_macs(list(desired), {})
         self.desired = by_name(interfaces)
         self.admin = {name: True for name in admin_up if name in self.desired}
+        self.addresses = {name: list(found) for name, found in (addresses or {}).items() if name in self.desired}
         self._persist()
         jobs: List[Job] = []
         self._start_jobs = jobs
         errors = self._reconcile()
         # Bringing an interface up is a request this thread answers, then a carrier change (appended to ``jobs`` as
-        # the request is answered): pump until they are all done.
+        # the request is answered), and addresses go back: pump until they are all done.
         done = self.pump_until(lambda: all(job.done.is_set() for job in jobs))
         self._start_jobs = None
         if not done:
@@ -431,8 +442,8 @@ class PumpDaemon:
                 moved += 1
             moved += port.pump()
             self.throttled = self.throttled or port.throttled
-        if self._admin_dirty:
-            self._admin_dirty = False
+        if self._state_dirty:
+            self._state_dirty = False
             try:
                 self._persist()
             except StateError as exc:
@@ -502,13 +513,16 @@ class PumpDaemon:
 
     # --- link events and carrier ----------------------------------------------------------------------------------
 
-    def link_events(self, events: List[LinkEvent]) -> None:
+    def link_events(self, events: Sequence[Union[LinkEvent, AddressEvent]]) -> None:
         if self.monitor is not None and self.monitor.overflowed:
             self.monitor.overflowed = False
             for port in self.ports.values():
                 if isinstance(port.backend, AfPacketBackend):
                     self._refresh_backend_link(port)
         for event in events:
+            if isinstance(event, AddressEvent):
+                self._address_event(event)
+                continue
             for port in self.ports.values():
                 backend = port.backend
                 if (
@@ -520,6 +534,31 @@ class PumpDaemon:
                     LOG.info("%s: backend %s link %s", port.config.name, backend.ifname, state)
                     backend.link_changed(event.up)
                     self._sync_carrier(port)
+
+    def _address_event(self, event: AddressEvent) -> None:
+        """Keep ``addresses`` in step with the configured addresses of our interfaces. Events about an interface
+        that is gone (a crash's or a recreate's old one) match no port's ifindex, so they change nothing."""
+        if not event.permanent or event.address.startswith("fe80:"):  # dynamic ones, or the kernel's link-local
+            return
+        name = next((name for name, port in self.ports.items() if port.ifindex == event.index), None)
+        if name is None:
+            return
+        found = self.addresses.setdefault(name, [])
+        if event.deleted and event.address in found:
+            found.remove(event.address)
+        elif not event.deleted and event.address not in found:
+            found.append(event.address)
+        else:
+            return
+        self._state_dirty = True
+
+    def _restore_addresses(self, port: Port) -> List[Job]:
+        ifindex, name = port.ifindex, port.config.name
+
+        def add(address: str) -> Callable[[], None]:
+            return lambda: self.links.add_address(ifindex, address)
+
+        return [self.worker.submit(add(address), f"{name}: address {address} back") for address in self.addresses[name]]
 
     def _refresh_backend_link(self, port: Port) -> None:
         backend = port.backend
@@ -574,7 +613,7 @@ class PumpDaemon:
             # Only a live interface's state is remembered: not the down of one being released or recreated.
             if self.ports.get(name) is port and self.admin.get(name, False) != up:
                 self.admin[name] = up
-                self._admin_dirty = True  # saved by the pump loop once this request is answered
+                self._state_dirty = True  # saved by the pump loop once this request is answered
             port.carrier_set = None if up else False  # ndo_open reset the carrier; push the policy after answering
             if up:
                 self._sync_carrier(port)
@@ -623,9 +662,13 @@ class PumpDaemon:
         # up request, and creating an interface needs RTNL, so an earlier up would stall both until the 3 s timeout.
         ports, self._bring_up = self._bring_up, []
         for port in ports:
-            job = self._link_job(port, "up again", up=True)
+            jobs = []
+            if self.admin.get(port.config.name):
+                jobs.append(self._link_job(port, "up again", up=True))
+            if self.addresses.get(port.config.name):
+                jobs += self._restore_addresses(port)
             if self._start_jobs is not None:
-                self._start_jobs.append(job)
+                self._start_jobs.extend(jobs)
         return errors
 
     def _execute(self, action: Action) -> None:
@@ -633,6 +676,8 @@ class PumpDaemon:
         if action.kind in ("delete", "recreate"):
             self._remove(action.name)
         if action.config is None:
+            if self.addresses.pop(action.name, None):
+                self._state_dirty = True
             return
         if action.kind in ("create", "recreate"):
             self._create(action.config)
@@ -667,8 +712,8 @@ class PumpDaemon:
         except OSError:
             port.ifindex = 0
         self.ports[name] = port
-        if self.admin.get(name) and port.ifindex:
-            self._bring_up.append(port)  # it was up before (last daemon, or before a recreate)
+        if (self.admin.get(name) or self.addresses.get(name)) and port.ifindex:
+            self._bring_up.append(port)  # it was up or had addresses before (last daemon, or before a recreate)
 
     def _remove(self, name: str) -> None:
         port = self.ports.pop(name, None)
@@ -763,7 +808,10 @@ class PumpDaemon:
 
     def _persist(self) -> None:
         admin_up = [name for name in self.desired if self.admin.get(name)]
-        write_state(self.settings.state_dir, list(self.desired.values()), self.settings.config_digest, admin_up)
+        addresses = {name: found for name, found in self.addresses.items() if name in self.desired}
+        write_state(
+            self.settings.state_dir, list(self.desired.values()), self.settings.config_digest, admin_up, addresses
+        )
 
     def _summary(self, name: str) -> Dict[str, Any]:
         port = self.ports.get(name)

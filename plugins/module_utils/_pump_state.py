@@ -6,8 +6,9 @@ The file is written to a temporary name in the same directory, fsync'ed, renamed
 directory fsync'ed, so after a crash or power cut the file is either the old state or the new one, never a mix.
 It records the digest of the configuration file it was derived from: on start the daemon uses the configuration
 file if it changed since (an operator or Ansible edited it), else the state, which includes control-socket changes.
-It also records which interfaces were administratively up (``admin_up``): a restarted daemon (after a crash, or
-``kill -9`` and systemd's restart) brings those up again, so an operator's ``ip link set kni0 up`` survives it.
+It also records which interfaces were administratively up (``admin_up``) and their configured addresses
+(``addresses``): a restarted daemon (after a crash, or ``kill -9`` and systemd's restart) brings those up again and
+puts the addresses back, so an operator's ``ip link set kni0 up`` or ``ip addr add`` survives it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import contextlib
 import errno
 import json
 import os
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import (
     ConfigError,
@@ -36,6 +37,7 @@ class PersistedState(NamedTuple):
     interfaces: List[InterfaceConfig]
     config_digest: Optional[str]
     admin_up: Tuple[str, ...] = ()  # names of the interfaces that were administratively up
+    addresses: Optional[Dict[str, List[str]]] = None  # configured addresses ("ip/prefixlen") by interface name
 
 
 def config_digest(data: bytes) -> str:
@@ -49,12 +51,17 @@ def state_path(state_dir: str) -> str:
 
 
 def write_state(
-    state_dir: str, interfaces: Sequence[InterfaceConfig], digest: Optional[str], admin_up: Sequence[str] = ()
+    state_dir: str,
+    interfaces: Sequence[InterfaceConfig],
+    digest: Optional[str],
+    admin_up: Sequence[str] = (),
+    addresses: Optional[Mapping[str, Sequence[str]]] = None,
 ) -> None:
     """Atomically replace the state file (write temp + fsync + rename + fsync directory)."""
     document = desired_state_document(interfaces)
     document["config_digest"] = digest
     document["admin_up"] = sorted(admin_up)
+    document["addresses"] = {name: list(found) for name, found in sorted((addresses or {}).items()) if found}
     data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
     try:
         # What tempfile.mkstemp does (mode 0600, O_EXCL), without importing tempfile's dependencies at start-up.
@@ -109,13 +116,19 @@ def read_state(state_dir: str) -> Optional[PersistedState]:
     admin_up = document.pop("admin_up", [])  # absent in a state written before it was recorded
     if not isinstance(admin_up, list) or not all(isinstance(name, str) for name in admin_up):
         raise StateError(f"{path}: admin_up must be a list of interface names")
+    addresses = document.pop("addresses", {})  # likewise
+    if not isinstance(addresses, dict) or not all(
+        isinstance(found, list) and all(isinstance(address, str) for address in found) for found in addresses.values()
+    ):
+        raise StateError(f"{path}: addresses must map interface names to lists of addresses")
     try:
         interfaces = parse_desired_state(document)
     except ConfigError as exc:
         raise StateError(f"{path}: {exc}") from exc
     known = [interface.name for interface in interfaces]
     up = tuple(name for name in admin_up if name in known)
-    return PersistedState(interfaces, digest if isinstance(digest, str) else None, up)
+    kept = {name: found for name, found in addresses.items() if name in known}
+    return PersistedState(interfaces, digest if isinstance(digest, str) else None, up, kept)
 
 
 def remove_stale_temporaries(state_dir: str) -> None:

@@ -332,6 +332,10 @@ def test_kill_removes_interfaces_and_restart_recreates_them(pump: Pump, report: 
     # The operator's administrative state, which the restart must bring back: kpump1 up, the KNI interface down.
     sh(f"ip link set kpump1 up && ip link set {KNI} down")
     assert wait_for(lambda: request("get", name="kpump1")["interface"]["state"] == "up")
+    # And the addresses the operator configured (IPv4: the guests disable IPv6; unit tests cover its messages).
+    sh("ip addr add 192.0.2.41/24 dev kpump1 && ip addr add 198.51.100.41/25 dev kpump1")
+    recorded = ["192.0.2.41/24", "198.51.100.41/25"]
+    assert wait_for(lambda: saved_addresses().get("kpump1") == recorded), saved_addresses()
     pump.stop(signal.SIGKILL)
     assert wait_for(lambda: not os.path.exists(f"/sys/class/net/{KNI}"))
     assert not os.path.exists("/sys/class/net/kpump1")
@@ -343,6 +347,7 @@ def test_kill_removes_interfaces_and_restart_recreates_them(pump: Pump, report: 
             return (
                 (sysfs("kpump1", "address"), sysfs("kpump1", "mtu"), sysfs("kpump1", "carrier")) == (mac1, "1500", "1")
                 and admin_up("kpump1")
+                and configured_addresses("kpump1") == set(recorded)
                 and (sysfs(KNI, "address"), sysfs(KNI, "mtu")) == (MAC, "1400")
                 and not admin_up(KNI)
             )
@@ -366,3 +371,19 @@ def test_kill_removes_interfaces_and_restart_recreates_them(pump: Pump, report: 
 def saved_admin_up() -> list:
     with open(f"{STATE_DIR}/state.json", encoding="utf-8") as handle:
         return json.load(handle)["admin_up"]
+
+
+def saved_addresses() -> dict:
+    with open(f"{STATE_DIR}/state.json", encoding="utf-8") as handle:
+        return json.load(handle).get("addresses", {})
+
+
+def configured_addresses(name: str) -> set:
+    """The interface's global (not link-local) addresses, as `ip -j addr` lists them."""
+    shown = json.loads(sh(f"ip -j addr show dev {name}").stdout)
+    return {
+        f"{entry['local']}/{entry['prefixlen']}"
+        for link in shown
+        for entry in link.get("addr_info", [])
+        if entry.get("scope") == "global"
+    }

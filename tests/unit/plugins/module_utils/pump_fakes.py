@@ -81,6 +81,9 @@ class FakeLinks:
         if self.on_set is not None:
             self.on_set(ifindex, change)
 
+    def add_address(self, ifindex: int, address: str) -> None:
+        self.calls.append((ifindex, {"add_address": address}))
+
 
 class ThreadWorker:
     """A real thread, as in the daemon, so jobs that wait for the pump thread do not deadlock."""

@@ -38,16 +38,19 @@ def write_config(path: Path, mtu: int) -> str:
 
 def test_state_wins_until_the_config_file_changes(tmp_path: Path) -> None:
     config = write_config(tmp_path / "config.json", 1500)
-    interfaces, digest, admin_up = initial_state(config, str(tmp_path))
-    assert interfaces[0].mtu == 1500 and interfaces[0].mac is None and admin_up == ()
-    # The daemon ran: it generated a MAC, a client changed the MTU, the operator set it up; all are in the state.
+    interfaces, digest, admin_up, addresses = initial_state(config, str(tmp_path))
+    assert interfaces[0].mtu == 1500 and interfaces[0].mac is None and admin_up == () and not addresses
+    # The daemon ran: it generated a MAC, a client changed the MTU, the operator set it up and gave it an address;
+    # all are in the state.
     changed = parse_interface({"name": "kni0", "backend": "null", "mtu": 1400, "mac": "02:00:00:00:00:05"})
-    write_state(str(tmp_path), [changed], digest, ["kni0"])
+    write_state(str(tmp_path), [changed], digest, ["kni0"], {"kni0": ["192.0.2.1/24"], "gone": ["192.0.2.9/24"]})
     assert initial_state(config, str(tmp_path))[0::2] == ([changed], ("kni0",))
-    # The operator edits the file: it wins, and the interface keeps its MAC and its administrative state.
+    assert initial_state(config, str(tmp_path)).addresses == {"kni0": ["192.0.2.1/24"]}
+    # The operator edits the file: it wins, and the interface keeps its MAC, administrative state and addresses.
     config = write_config(tmp_path / "config.json", 1300)
-    interfaces, _digest, admin_up = initial_state(config, str(tmp_path))
+    interfaces, _digest, admin_up, addresses = initial_state(config, str(tmp_path))
     assert interfaces[0].mtu == 1300 and interfaces[0].mac == "02:00:00:00:00:05" and admin_up == ("kni0",)
+    assert addresses == {"kni0": ["192.0.2.1/24"]}
     assert initial_state(None, str(tmp_path))[0::2] == ([changed], ("kni0",))
 
 

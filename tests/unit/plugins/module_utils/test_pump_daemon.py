@@ -26,6 +26,7 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import 
     alloc_q_target,
     ingress_in_flight,
 )
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_netlink import AddressEvent
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_state import read_state
 from pump_fakes import (
     FakeKni,
@@ -419,3 +420,43 @@ def test_a_pool_of_two_still_moves_frames(tmp_path: Path) -> None:
     assert port.pump() == 1 and port.device.fifo("rx").count() == 1
     assert port.pump() == 0 and port.throttled  # rx_q holds its limit of one
     pump.close()
+
+
+def test_configured_addresses_are_persisted_and_put_back(daemon, tmp_path: Path) -> None:
+    pump, _kni, _links, worker = daemon
+    kni0, kni1 = pump.ports["kni0"].ifindex, pump.ports["kni1"].ifindex
+    pump.link_events(
+        [
+            AddressEvent(kni1, "192.0.2.1/24", deleted=False, permanent=True),
+            AddressEvent(kni1, "2001:db8::1/64", deleted=False, permanent=True),
+            AddressEvent(kni1, "fe80::1/64", deleted=False, permanent=True),  # the kernel's link-local
+            AddressEvent(kni1, "198.51.100.7/24", deleted=False, permanent=False),  # DHCP or SLAAC: has a lifetime
+            AddressEvent(kni0, "192.0.2.2/24", deleted=False, permanent=True),
+            AddressEvent(kni0, "192.0.2.2/24", deleted=True, permanent=True),
+            AddressEvent(4242, "203.0.113.1/24", deleted=False, permanent=True),  # not ours (or a gone interface)
+        ]
+    )
+    pump.pump_once()  # the loop saves what changed
+    state = read_state(str(tmp_path))
+    assert state is not None and state.addresses == {"kni1": ["192.0.2.1/24", "2001:db8::1/64"]}
+    worker.wait()
+    pump.close()  # releasing the interfaces keeps the record: the next daemon puts the addresses back
+    state = read_state(str(tmp_path))
+    assert state is not None and state.addresses == {"kni1": ["192.0.2.1/24", "2001:db8::1/64"]}
+
+    fresh_links = FakeLinks()
+    restarted = PumpDaemon(
+        Settings(str(tmp_path), max_interfaces=3), FakeKni(), fresh_links, worker, None, fake_system()
+    )
+    assert restarted.start(state.interfaces, state.admin_up, state.addresses) == []
+    ifindex = restarted.ports["kni1"].ifindex
+    assert fresh_links.calls == [
+        (ifindex, {"add_address": "192.0.2.1/24"}),
+        (ifindex, {"add_address": "2001:db8::1/64"}),
+    ]
+    # Deleting the interface from the desired state forgets its addresses.
+    reply = restarted.apply([parse_interface(LOOP)], replace=True, paths=[])
+    assert reply["ok"], reply
+    state = read_state(str(tmp_path))
+    assert state is not None and state.addresses == {}
+    restarted.close()
