@@ -213,15 +213,18 @@ class MbufPool:
         burst = free[:count]
         del free[:count]
         if burst:
-            self._hold(burst)
+            self._mark(burst, held=True)
         return burst
 
-    def free_burst(self, heads: Sequence[int]) -> None:
-        """Return packets (chain heads) to the pool, with all their segments; rejects foreign and double frees."""
+    def free_burst(self, heads: Sequence[int], position: Optional[int] = None) -> None:
+        """Return packets (chain heads) to the pool, with all their segments; rejects foreign and double frees.
+
+        ``position`` is ``cycle_position(heads)`` when the caller has it already."""
         if not heads:
             return
         error = None
-        position = self.cycle_position(heads)
+        if position is None:
+            position = self.cycle_position(heads)
         if position >= 0 and self._flags(position, len(heads)) == self._ones[: len(heads)]:
             self._set_flags(position, len(heads), self._zeros)
         else:  # scattered, or foreign, already free or repeated mbufs among them
@@ -232,22 +235,21 @@ class MbufPool:
                 tail = chains.pop(head, None)
                 if tail is not None:
                     self._reset_chain([head, *tail])
-                    for va in tail:
-                        self._held[self._position[va]] = 0
+                    self._mark(tail, held=False)
                     self._free.extend(tail)
         self._free.extend(heads)
         if error is not None:
             raise error
 
-    def _hold(self, vas: Sequence[int]) -> None:
-        """Flag free mbufs as out of the pool."""
+    def _mark(self, vas: Sequence[int], held: bool) -> None:
+        """Flag mbufs of this pool as out of it (``held``) or back, without checking what they were."""
         position = self.cycle_position(vas)
         if position >= 0:
-            self._set_flags(position, len(vas), self._ones)
+            self._set_flags(position, len(vas), self._ones if held else self._zeros)
             return
-        held, positions = self._held, self._position
+        flags, positions = self._held, self._position
         for va in vas:
-            held[positions[va]] = 1
+            flags[positions[va]] = held
 
     def _flags(self, position: int, count: int) -> bytes:
         """The flags of ``count`` mbufs from ``position`` of the cyclic order (wrapping around), count <= pool."""

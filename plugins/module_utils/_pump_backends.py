@@ -98,15 +98,16 @@ class MbufFrames:
         self._writers: Dict[int, struct.Struct] = {}
         self._write_at = MBUF_PKT_LEN_OFFSET - self.base
 
-    def lengths(self, vas: Sequence[int]) -> List[int]:
+    def lengths(self, vas: Sequence[int], position: Optional[int] = None) -> List[int]:
         """``data_len`` of each single-segment mbuf (what the kernel wrote on egress).
 
         A burst is usually a stretch of the pool's cyclic order (see ``MbufPool``): then one strided slice per run
-        of neighbours reads every length."""
+        of neighbours reads every length. ``position`` is ``pool.cycle_position(vas)`` when the caller has it."""
         if not vas:
             return []
         words, shift = self._words, MBUF_DATA_LEN_OFFSET - self.base
-        position = self.pool.cycle_position(vas)
+        if position is None:
+            position = self.pool.cycle_position(vas)
         if position < 0:
             return [words[(va + shift) >> 1] for va in vas]
         stride = self.pool.object_size >> 1
@@ -188,8 +189,9 @@ class Backend:
 
     def transmit(self, vas: List[int]) -> Transfer:
         """Send frames the KNI interface transmitted; takes ownership of the mbufs."""
-        lengths = self.frames.lengths(vas)
-        self.pool.free_burst(vas)
+        position = self.pool.cycle_position(vas) if vas else -1  # once for both
+        lengths = self.frames.lengths(vas, position)
+        self.pool.free_burst(vas, position)
         return len(vas), sum(lengths), 0
 
     def receive(self, max_count: int) -> Tuple[List[int], int, int]:
