@@ -89,8 +89,11 @@ void kni_rx_pages_create(struct kni_dev *kni)
 		.pool_size = KNI_RX_POOL_PAGES,
 		.nid = NUMA_NO_NODE,
 	};
-	struct page_pool *pool = page_pool_create(&params);
+	struct page_pool *pool;
 
+	if (!kni->atomic_xlate)
+		return;	/* no NAPI: the kthread delivers with netdev skbs */
+	pool = page_pool_create(&params);
 	kni->rx_pages = IS_ERR(pool) ? NULL : pool;
 #endif
 }
