@@ -7,13 +7,16 @@ hugepage, so header and buffer share one VA-to-IOVA offset: that is what the ker
 ``va2pa`` assume (kni-abi.md §3.5). Mbufs are named by the virtual address of their header, which is what travels
 through the FIFOs (in "PA form" on rx_q/alloc_q, see ``to_pa_form``).
 
-Hot path: alloc and free are list slices/extends plus one flag per mbuf, set and cleared a whole stretch at a time
-(the flags also catch double and foreign frees), with no per-mbuf struct work.
+Hot path: one flag per mbuf says whether it is out of the pool (which also catches double and foreign frees). Alloc
+finds a run of free neighbours with one ``bytearray.find`` and takes it with two slices; free clears a whole stretch
+of flags at once. No per-mbuf Python or struct work.
 
-Free mbufs are handed out first in, first out, starting in address order. Mbufs then keep circulating in the same
-cyclic order through alloc_q, tx_q and back (and likewise through rx_q and free_q), so a burst the kernel returns is
-usually a stretch of that order: ``cycle_position`` recognises one with a single list comparison, and
-``stretches`` splits it into runs of neighbouring mbufs that one strided memoryview operation can read.
+The cyclic order is address order. Alloc searches for its run from where the last one ended (next fit), wrapping
+around, so mbufs circulate in that order through alloc_q, tx_q and back (and likewise through rx_q and free_q), and a
+burst the kernel returns is usually a stretch of it: ``cycle_position`` recognises one with a single list
+comparison, and ``stretches`` splits it into runs of neighbouring mbufs that one strided memoryview operation can
+read. Unlike a free list, this does not drift: an mbuf that comes back out of turn (from the other direction, or
+dropped) rejoins its neighbours instead of travelling on among strangers and breaking up every later burst.
 
 No per-mbuf struct work is needed because of an invariant: a free mbuf always has ``data_off = headroom``,
 ``nb_segs = 1`` and ``next = 0``. Every packet write sets those fields, only the (rare) chain path changes them, and
@@ -117,9 +120,11 @@ class MbufPool:
         self._position = {va: position for position, va in enumerate(vas)}
         self._cycle = vas + vas
         self._chunk_ends = chunk_ends
-        self._free = list(vas)  # a queue: alloc takes from the front, free appends at the back
-        # 1 at the position of each mbuf out of the pool: catches double frees, which would hand one mbuf out twice
+        # 1 at the position of each mbuf out of the pool: what alloc searches, and what catches double frees (which
+        # would hand one mbuf out twice)
         self._held = bytearray(count)
+        self._available = count
+        self._next_fit = 0  # where the next alloc starts looking
         self._ones = b"\x01" * count
         self._zeros = bytes(count)
         self._chains: Dict[int, List[int]] = {}
@@ -163,7 +168,7 @@ class MbufPool:
 
     @property
     def available(self) -> int:
-        return len(self._free)
+        return self._available
 
     @property
     def in_use(self) -> int:
@@ -206,14 +211,42 @@ class MbufPool:
     # --- burst alloc / free (hot path) ------------------------------------------------------------------------------
 
     def alloc_burst(self, count: int) -> List[int]:
-        """Up to ``count`` free mbufs (fewer when the pool runs low), each a clean single segment."""
+        """Up to ``count`` free mbufs (fewer when the pool runs low), each a clean single segment.
+
+        Usually one run of neighbours, the first free one at or after the previous burst's end (see the module
+        comment); pieces of several runs when the free mbufs are that scattered."""
+        count = min(count, self._available)
         if count <= 0:
             return []
-        free = self._free
-        burst = free[:count]
-        del free[:count]
-        if burst:
-            self._mark(burst, held=True)
+        held, zeros, position = self._held, self._zeros[:count], self._next_fit
+        first = self.count - position  # mbufs before the order wraps around
+        if first < count and held.endswith(zeros[:first]) and held.startswith(zeros[: count - first]):
+            self._set_flags(position, count, self._ones)  # a run across the wrap: the flow goes on unbroken
+        else:
+            position = held.find(zeros, position)
+            if position < 0:
+                position = held.find(zeros)
+            if position < 0:
+                return self._alloc_pieces(count)
+            held[position : position + count] = self._ones[:count]
+        self._next_fit = (position + count) % self.count
+        self._available -= count
+        return self._cycle[position : position + count]
+
+    def _alloc_pieces(self, count: int) -> List[int]:
+        """``count`` (<= available) free mbufs gathered run by run, from the next-fit position on."""
+        held, burst, position = self._held, [], self._next_fit
+        while len(burst) < count:
+            start = held.find(0, position)
+            if start < 0:
+                start = held.find(0)
+            end = held.find(1, start)
+            end = min(self.count if end < 0 else end, start + count - len(burst))
+            held[start:end] = self._ones[: end - start]
+            burst += self._cycle[start:end]
+            position = end % self.count
+        self._next_fit = position
+        self._available -= count
         return burst
 
     def free_burst(self, heads: Sequence[int], position: Optional[int] = None) -> None:
@@ -236,8 +269,8 @@ class MbufPool:
                 if tail is not None:
                     self._reset_chain([head, *tail])
                     self._mark(tail, held=False)
-                    self._free.extend(tail)
-        self._free.extend(heads)
+                    self._available += len(tail)
+        self._available += len(heads)
         if error is not None:
             raise error
 
@@ -414,5 +447,5 @@ class MbufPool:
         for zone in self._chunks:
             self.arena.free(zone)
         self._chunks = []
-        self._free = []
+        self._available = 0
         self._held = bytearray(self.count)

@@ -236,3 +236,34 @@ def test_mbufs_circulate_in_a_cyclic_order_that_stretches_split_into_runs() -> N
     for first, count in runs + pool.stretches(chunk_end - 2, 5):  # each run: neighbours, one object apart
         start = order.index(first)
         assert order[start : start + count] == list(range(first, first + count * pool.object_size, pool.object_size))
+
+
+def test_an_mbuf_freed_out_of_turn_does_not_break_up_later_bursts() -> None:
+    """Two flows share the pool: most mbufs circulate in bursts, a few wait elsewhere (alloc_q) and come back at
+    another time. A free list would carry such an mbuf on among the others and break up bursts for good."""
+    pool = MbufPool(anonymous_arena(SEGMENT), "pool", 64)
+    parked = pool.alloc_burst(8)
+    in_flight, stretch = [], []
+    for index in range(40):
+        burst = pool.alloc_burst(12)
+        stretch.append(pool.cycle_position(burst) >= 0)
+        in_flight.append(burst)
+        if len(in_flight) > 2:
+            pool.free_burst(in_flight.pop(0))
+        if index in (5, 9):
+            pool.free_burst(parked[index - 2 : index - 1])  # one mbuf back out of turn
+    assert len(stretch) - sum(stretch) <= 4 and all(stretch[-20:])
+    assert pool.available == 64 - 6 - 24
+
+
+def test_alloc_gathers_scattered_free_mbufs() -> None:
+    pool = MbufPool(anonymous_arena(SEGMENT), "pool", 64)
+    order = pool.alloc_burst(64)
+    pool.free_burst(order[::2])  # no two free mbufs are neighbours
+    burst = pool.alloc_burst(40)
+    assert len(burst) == 32 and sorted(burst) == sorted(order[::2]) and pool.available == 0
+    pool.free_burst(burst[5:9])
+    assert pool.alloc_burst(9) == sorted(burst[5:9])  # fewer when the pool runs low
+    pool.free_burst(order[1:2])
+    with pytest.raises(KniMbufError, match="already free"):
+        pool.free_burst(order[1:2])
