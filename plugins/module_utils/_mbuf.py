@@ -240,13 +240,15 @@ class MbufPool:
             start = held.find(0, position)
             if start < 0:
                 start = held.find(0)
+                if start < 0:
+                    break  # (cannot happen while ``available`` counts the free flags)
             end = held.find(1, start)
             end = min(self.count if end < 0 else end, start + count - len(burst))
             held[start:end] = self._ones[: end - start]
             burst += self._cycle[start:end]
             position = end % self.count
         self._next_fit = position
-        self._available -= count
+        self._available -= len(burst)
         return burst
 
     def free_burst(self, heads: Sequence[int], position: Optional[int] = None) -> None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import errno
 import mmap
+import random
 import struct
+from typing import List
 
 import pytest
 from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
@@ -267,3 +269,27 @@ def test_alloc_gathers_scattered_free_mbufs() -> None:
     pool.free_burst(order[1:2])
     with pytest.raises(KniMbufError, match="already free"):
         pool.free_burst(order[1:2])
+
+
+def test_random_alloc_and_free_never_hand_out_an_mbuf_twice() -> None:
+    """Bursts of random sizes freed in random pieces and orders, with some double frees: the pool's count of free
+    mbufs stays exact and no mbuf is ever out twice."""
+    rng = random.Random(7)
+    pool = MbufPool(anonymous_arena(SEGMENT), "pool", 200)
+    out: List[int] = []
+    for _round in range(2000):
+        if rng.random() < 0.5:
+            burst = pool.alloc_burst(rng.randint(1, 80))
+            assert not set(burst) & set(out) and len(set(burst)) == len(burst)
+            out += burst
+        elif out:
+            start = rng.randrange(len(out))
+            piece = out[start : start + rng.randint(1, 60)]
+            del out[start : start + len(piece)]
+            if rng.random() < 0.3:
+                rng.shuffle(piece)
+            pool.free_burst(piece)
+            if rng.random() < 0.05:
+                with pytest.raises(KniMbufError):
+                    pool.free_burst(piece[:1])
+        assert pool.available == 200 - len(out) and pool.in_use == len(out)
