@@ -47,6 +47,7 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
 from ansible_collections.kernelnic.kni.plugins.module_utils._memory import Arena, Memzone
 
 DEFAULT_HEADROOM = 128  # RTE_PKTMBUF_HEADROOM
+MAX_FREE_RUNS = 16  # stretches a freed burst is split into before the per-mbuf path is cheaper
 DEFAULT_DATA_ROOM = 2048 + DEFAULT_HEADROOM  # RTE_MBUF_DEFAULT_DATAROOM + headroom, as DPDK pools are usually made
 
 
@@ -262,8 +263,13 @@ class MbufPool:
             position = self.cycle_position(heads)
         if position >= 0 and self._flags(position, len(heads)) == self._ones[: len(heads)]:
             self._set_flags(position, len(heads), self._zeros)
-        else:  # scattered, or foreign, already free or repeated mbufs among them
-            heads, error = self._release_scattered(heads)
+        else:
+            runs = self._runs(heads) if position < 0 else None
+            if runs is not None and self._all_held(runs):
+                for run_position, count in runs:
+                    self._set_flags(run_position, count, self._zeros)
+            else:  # scattered, or foreign, already free or repeated mbufs among them
+                heads, error = self._release_scattered(heads)
         chains = self._chains
         if chains and any(map(chains.__contains__, heads)):
             for head in heads:
@@ -275,6 +281,41 @@ class MbufPool:
         self._available += len(heads)
         if error is not None:
             raise error
+
+    def _runs(self, heads: Sequence[int]) -> Optional[List[Tuple[int, int]]]:
+        """(position, count) of each stretch of the cyclic order that ``heads`` is made of, or None when it holds a
+        foreign address or more than MAX_FREE_RUNS stretches.
+
+        A free_q burst often joins two or three alloc bursts that had held mbufs between them. The end of each
+        stretch is found by bisection, with list comparisons: a few C calls per stretch instead of Python per mbuf."""
+        runs: List[Tuple[int, int]] = []
+        cycle, total, start = self._cycle, len(heads), 0
+        while start < total:
+            position = self._position.get(heads[start])
+            if position is None or len(runs) == MAX_FREE_RUNS:
+                return None
+            matching, longest = 1, min(total - start, self.count)  # heads[start] is cycle[position]
+            if heads[start : start + longest] == cycle[position : position + longest]:
+                matching = longest
+            else:  # bisect: ``matching`` mbufs match, ``longest`` do not
+                while longest - matching > 1:
+                    middle = (matching + longest) // 2
+                    if heads[start : start + middle] == cycle[position : position + middle]:
+                        matching = middle
+                    else:
+                        longest = middle
+            runs.append((position, matching))
+            start += matching
+        return runs
+
+    def _all_held(self, runs: List[Tuple[int, int]]) -> bool:
+        """Every mbuf of these stretches is out of the pool, and no two stretches share one."""
+        ordered = sorted(runs)
+        followers = [position for position, _count in ordered[1:]] + [ordered[0][0] + self.count]  # wrap around
+        for (position, count), following in zip(ordered, followers):
+            if position + count > following or self._flags(position, count) != self._ones[:count]:
+                return False
+        return True
 
     def _mark(self, vas: Sequence[int], held: bool) -> None:
         """Flag mbufs of this pool as out of it (``held``) or back, without checking what they were."""

@@ -293,3 +293,27 @@ def test_random_alloc_and_free_never_hand_out_an_mbuf_twice() -> None:
                 with pytest.raises(KniMbufError):
                     pool.free_burst(piece[:1])
         assert pool.available == 200 - len(out) and pool.in_use == len(out)
+
+
+def test_a_burst_joining_stretches_is_freed_a_stretch_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """free_q often returns two alloc bursts at once that had held mbufs between them; the double-free checks
+    hold across the stretches too."""
+    pool = MbufPool(anonymous_arena(SEGMENT), "pool", 64)
+    first, kept, second = pool.alloc_burst(20), pool.alloc_burst(4), pool.alloc_burst(30)
+    pool.free_burst(pool.alloc_burst(pool.available))
+    wrapping = pool.alloc_burst(16)  # the order's last 10 mbufs, then its first 6 (freed above)
+    assert pool.cycle_position(first + second) < 0
+    with monkeypatch.context() as patched:
+        patched.setattr(MbufPool, "_release_scattered", lambda *_args: pytest.fail("per-mbuf path taken"))
+        pool.free_burst(first[6:] + second + wrapping)
+    assert pool.available == 64 - 6 - 4
+    for burst, message in (
+        (first[:6] + first[2:3], "twice in one burst"),  # across two stretches
+        (first[:6] + second[:1], "already free"),
+        ([*first[:6], 0x1000], "does not own"),
+    ):
+        with pytest.raises(KniMbufError, match=message):
+            pool.free_burst(burst)
+        pool.free_burst(pool.alloc_burst(pool.available))  # (errors still free the valid ones: start again)
+        first[:6] = pool.alloc_burst(6)
+    assert kept[0] not in pool.alloc_burst(pool.available)
