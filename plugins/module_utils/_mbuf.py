@@ -47,8 +47,8 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
 from ansible_collections.kernelnic.kni.plugins.module_utils._memory import Arena, Memzone
 
 DEFAULT_HEADROOM = 128  # RTE_PKTMBUF_HEADROOM
-MAX_FREE_RUNS = 16  # stretches a freed burst is split into before the per-mbuf path is cheaper
 DEFAULT_DATA_ROOM = 2048 + DEFAULT_HEADROOM  # RTE_MBUF_DEFAULT_DATAROOM + headroom, as DPDK pools are usually made
+MAX_FREE_RUNS = 16  # stretches a freed burst is split into before the per-mbuf path is cheaper
 
 
 # Positions in MBUF_HEAD of vlan_tci, hash, vlan_tci_outer and pool, which this library does not use.
@@ -276,7 +276,7 @@ class MbufPool:
                 tail = chains.pop(head, None)
                 if tail is not None:
                     self._reset_chain([head, *tail])
-                    self._mark(tail, held=False)
+                    self._release_unchecked(tail)
                     self._available += len(tail)
         self._available += len(heads)
         if error is not None:
@@ -317,15 +317,15 @@ class MbufPool:
                 return False
         return True
 
-    def _mark(self, vas: Sequence[int], held: bool) -> None:
-        """Flag mbufs of this pool as out of it (``held``) or back, without checking what they were."""
+    def _release_unchecked(self, vas: Sequence[int]) -> None:
+        """Flag mbufs of this pool as back in it, without checking what they were (a chain's tail)."""
         position = self.cycle_position(vas)
         if position >= 0:
-            self._set_flags(position, len(vas), self._ones if held else self._zeros)
+            self._set_flags(position, len(vas), self._zeros)
             return
         flags, positions = self._held, self._position
         for va in vas:
-            flags[positions[va]] = held
+            flags[positions[va]] = 0
 
     def _flags(self, position: int, count: int) -> bytes:
         """The flags of ``count`` mbufs from ``position`` of the cyclic order (wrapping around), count <= pool."""

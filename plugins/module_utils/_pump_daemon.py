@@ -321,7 +321,7 @@ class PumpDaemon:
         self.addresses: Dict[str, List[str]] = {}
         self._state_dirty = False
         self._start_jobs: Optional[List[Job]] = None  # link jobs start() waits for (None once started)
-        self._bring_up: List[Port] = []  # created by this reconcile, to be brought up again once it is over
+        self._restore: List[Port] = []  # created by this reconcile, to be brought up and readdressed once it is over
 
     # --- start-up ----------------------------------------------------------------------------------------------------
 
@@ -660,7 +660,7 @@ class PumpDaemon:
                 errors.append(message)
         # Only now, with every interface created: the kernel holds RTNL while it waits for this thread to answer the
         # up request, and creating an interface needs RTNL, so an earlier up would stall both until the 3 s timeout.
-        ports, self._bring_up = self._bring_up, []
+        ports, self._restore = self._restore, []
         for port in ports:
             jobs = []
             if self.admin.get(port.config.name):
@@ -713,7 +713,7 @@ class PumpDaemon:
             port.ifindex = 0
         self.ports[name] = port
         if (self.admin.get(name) or self.addresses.get(name)) and port.ifindex:
-            self._bring_up.append(port)  # it was up or had addresses before (last daemon, or before a recreate)
+            self._restore.append(port)  # it was up or had addresses before (last daemon, or before a recreate)
 
     def _remove(self, name: str) -> None:
         port = self.ports.pop(name, None)
