@@ -10,6 +10,9 @@
   feeds one UDP frame over and over; a UDP app in another process counts the datagrams it receives, 64 per
   ``recvmmsg()``. "no app" repeats ingress with nobody listening and counts the frames the interface passed to the
   stack: what the pump and the driver move when the app (and the UDP delivery) do not share the CPUs with them.
+  Each ingress figure also says where the CPU time went per datagram: the pump process, the app process, the rest
+  (kernel threads and softirqs: the driver and the stack), and how much of the CPUs stayed idle. The CPUs cap a rate
+  at CPUs x 10^6 / microseconds per datagram, which is what a ratio is up against once they are all busy.
   Without pktgen (a kernel built without it), egress falls back to a UDP sender process, which is slower than either
   pump and is said so.
 * request round-trip latency: RTM_SETLINK MTU changes on the idle KNI interface (kernel -> pump -> kernel), median;
@@ -42,7 +45,7 @@ import struct
 import subprocess
 import sys
 import time
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, NamedTuple, Optional, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
@@ -196,7 +199,8 @@ RECV_BATCH = 64
 
 
 def udp_receiver(address: str, seconds: float, ready: multiprocessing.Event, result: multiprocessing.Queue) -> None:
-    """Count datagrams, up to RECV_BATCH per recvmmsg() (blocking for the first, with a 200 ms SO_RCVTIMEO)."""
+    """Count datagrams, up to RECV_BATCH per recvmmsg() (blocking for the first, with a 200 ms SO_RCVTIMEO); puts
+    (datagrams, CPU seconds the counting took)."""
     libc = ctypes.CDLL(None, use_errno=True)
     buffers = [ctypes.create_string_buffer(2048) for _buffer in range(RECV_BATCH)]
     iovecs = (_Iovec * RECV_BATCH)(*(_Iovec(ctypes.addressof(buffer), 2048) for buffer in buffers))
@@ -210,12 +214,13 @@ def udp_receiver(address: str, seconds: float, ready: multiprocessing.Event, res
         sock.bind((address, UDP_PORT))
         ready.set()
         received = 0
+        cpu_before = time.process_time()
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             count = libc.recvmmsg(sock.fileno(), messages, RECV_BATCH, MSG_WAITFORONE, None)
             if count > 0:
                 received += count
-    result.put(received)
+    result.put((received, time.process_time() - cpu_before))
 
 
 # --- the pump over KNI --------------------------------------------------------------------------------------------
@@ -390,21 +395,54 @@ def udp_receive_buffer_errors() -> int:
     return int(udp[1][udp[0].index("RcvbufErrors")])
 
 
-def ingress_rate(side_factory: Callable[[bytes], object], size: int) -> Tuple[float, float]:
-    """(datagrams/s a UDP app in another process receives while the pump feeds frames as fast as it can, datagrams/s
-    dropped meanwhile because the app's socket buffer was full)."""
+class IngressRun(NamedTuple):
+    """One ingress measurement: datagrams/s the app received, datagrams/s dropped because its socket was full, and
+    where the guest's CPU time went, in microseconds per received datagram."""
+
+    rate: float
+    dropped: float
+    pump_us: float
+    app_us: float
+    other_us: float  # kernel threads, softirqs and anything else: all busy CPU time not in the pump or the app
+    idle_percent: float  # of all CPUs
+
+
+def busy_and_idle_seconds() -> Tuple[float, float]:
+    """Busy and idle CPU seconds of all CPUs since boot, from /proc/stat (iowait counts as idle)."""
+    with open("/proc/stat", encoding="ascii") as handle:
+        ticks = [int(value) for value in handle.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK"), idle / os.sysconf("SC_CLK_TCK")
+
+
+def ingress_rate(side_factory: Callable[[bytes], object], size: int) -> IngressRun:
+    """Datagrams/s a UDP app in another process receives while the pump feeds frames as fast as it can, datagrams/s
+    dropped meanwhile because the app's socket buffer was full, and the CPU time per datagram."""
     frame = udp_frame(size, KNI_MAC, "10.88.0.2", "10.88.0.1")
     ready = multiprocessing.Event()
     result: multiprocessing.Queue = multiprocessing.Queue()
     side = side_factory(frame)
+    pump_pid = side.process.pid or 0  # type: ignore[attr-defined]
     receiver = multiprocessing.Process(target=udp_receiver, args=("10.88.0.1", DURATION, ready, result))
     receiver.start()
     ready.wait(30)
     errors_before = udp_receive_buffer_errors()
+    pump_before, (busy_before, idle_before) = cpu_seconds(pump_pid), busy_and_idle_seconds()
+    received, app_cpu = result.get()
+    pump_cpu = cpu_seconds(pump_pid) - pump_before
+    busy, idle = (after - before for after, before in zip(busy_and_idle_seconds(), (busy_before, idle_before)))
     receiver.join()
     errors = udp_receive_buffer_errors() - errors_before
     side.stop()  # type: ignore[attr-defined]
-    return result.get() / DURATION, errors / DURATION
+    per_datagram = 1e6 / max(received, 1)
+    return IngressRun(
+        received / DURATION,
+        errors / DURATION,
+        pump_cpu * per_datagram,
+        app_cpu * per_datagram,
+        max(busy - pump_cpu - app_cpu, 0.0) * per_datagram,
+        100 * idle / max(busy + idle, 1e-9),
+    )
 
 
 def cpu_seconds(pid: int) -> float:
@@ -645,22 +683,25 @@ def rates() -> None:
         "frame  direction  KNI+pump (pkt/s)           TAP (pkt/s)               KNI/TAP  dropped KNI / TAP (pkt/s; "
         "egress: no room in the interface, ingress: app socket full)\n"
     )
+    cpu_lines = []
     for size in FRAME_SIZES:
         for direction in ("egress", "ingress", "no app"):
             kni: List[float] = []
             tap: List[float] = []
             dropped: Tuple[List[float], List[float]] = ([], [])
+            ingress_runs: Tuple[List[IngressRun], List[IngressRun]] = ([], [])
             for _run in range(REPEAT):
-                for side, rates_of, drops_of, device in (
-                    (KniSide, kni, dropped[0], KNI_NAME),
-                    (TapSide, tap, dropped[1], TAP_NAME),
+                for side, rates_of, drops_of, device, runs in (
+                    (KniSide, kni, dropped[0], KNI_NAME, ingress_runs[0]),
+                    (TapSide, tap, dropped[1], TAP_NAME, ingress_runs[1]),
                 ):
                     if direction == "egress":
                         rate, drop = egress_rate(side, device, size, use_pktgen)
                     elif direction == "no app":
                         rate, drop = ingress_capacity(side, device, size), 0.0
                     else:
-                        rate, drop = ingress_rate(side, size)
+                        runs.append(ingress_rate(side, size))
+                        rate, drop = runs[-1].rate, runs[-1].dropped
                     rates_of.append(rate)
                     drops_of.append(drop)
             ratio = statistics.median(kni) / max(statistics.median(tap), 1)
@@ -669,6 +710,20 @@ def rates() -> None:
                 f"  {statistics.median(dropped[0]):.0f} / {statistics.median(dropped[1]):.0f}\n"
             )
             sys.stdout.flush()
+            if direction == "ingress":
+                cpu_lines.append(f"{size:5d}  KNI {cpu_text(ingress_runs[0])}; TAP {cpu_text(ingress_runs[1])}\n")
+    sys.stdout.write(
+        f"\ningress CPU time per datagram the app received, in microseconds of all {os.cpu_count()} CPUs (medians): "
+        "pump process + app process + the rest (kernel threads, softirqs); and the share of the CPUs left idle. "
+        "The CPUs bound the rate at CPUs x 10^6 / total, so twice TAP's rate needs half its total per datagram\n"
+        + "".join(cpu_lines)
+    )
+
+
+def cpu_text(runs: List[IngressRun]) -> str:
+    pump, app, other = (statistics.median(getattr(run, field) for run in runs) for field in IngressRun._fields[2:5])
+    idle = statistics.median(run.idle_percent for run in runs)
+    return f"{pump + app + other:5.1f} us = pump {pump:.1f} + app {app:.1f} + rest {other:.1f}, idle {idle:.0f} %"
 
 
 if __name__ == "__main__":
