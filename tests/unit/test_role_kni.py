@@ -1,14 +1,21 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: kernelnic.kni contributors
 """The kni role's static facts: the module_utils it installs for kni-pump are exactly what the pump imports, the
-sizes behind its hugepage computation match the pump's, and argument_specs documents every default."""
+sizes behind its hugepage computation match the pump's, argument_specs documents every default, and the service
+unit it renders keeps systemd's exposure score at 3.0 or lower."""
 
 from __future__ import annotations
 
 import ast
+import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Dict, Set
 
+import pytest
 import yaml
 from ansible_collections.kernelnic.kni.plugins.module_utils import _abi, _mbuf
 
@@ -62,3 +69,46 @@ def test_argument_specs_cover_the_defaults() -> None:
             assert spec["default"] == value, name
         else:  # computed from facts or the collection's files at run time
             assert "{{" in str(value), name
+
+
+def _render_service(directory: Path, extra_vars: Dict[str, Any]) -> Path:
+    """kni-pump.service as the role templates it, from its defaults and vars, by ansible-playbook itself."""
+    unit = directory / "kni-pump.service"
+    play = {
+        "hosts": "localhost",
+        "gather_facts": False,
+        "vars_files": [str(ROLE / "defaults" / "main.yml"), str(ROLE / "vars" / "main.yml")],
+        "tasks": [
+            {
+                "name": "Render the unit",
+                "ansible.builtin.template": {
+                    "src": str(ROLE / "templates" / "kni-pump.service.j2"),
+                    "dest": str(unit),
+                    "mode": "0644",
+                },
+            }
+        ],
+    }
+    playbook = directory / "render.yml"
+    playbook.write_text(yaml.safe_dump([play]), encoding="utf-8")
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+        *("-i", "localhost,", "-c", "local"),
+        *("-e", f"ansible_python_interpreter={sys.executable}", "-e", json.dumps(extra_vars)),
+        str(playbook),
+    ]
+    rendered = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert rendered.returncode == 0, rendered.stdout + rendered.stderr
+    return unit
+
+
+@pytest.mark.parametrize("extra_vars", [{}, {"kni_pump_socket_group": "netdev"}], ids=["defaults", "socket_group"])
+def test_service_exposure_is_at_most_3(tmp_path: Path, extra_vars: Dict[str, Any]) -> None:
+    unit = _render_service(tmp_path, extra_vars)
+    # --threshold is in tenths: the command fails above an exposure of 3.0.
+    command = ["systemd-analyze", "security", "--offline=yes", "--no-pager", "--threshold=30", str(unit)]
+    analysed = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    score = re.search(r"Overall exposure level for kni-pump\.service: (\d+\.\d+)", analysed.stdout)
+    assert score, analysed.stdout + analysed.stderr
+    assert float(score.group(1)) <= 3.0, analysed.stdout
+    assert analysed.returncode == 0, analysed.stdout + analysed.stderr

@@ -41,6 +41,7 @@ HOST_PACKAGES = (
     "make",
     "gcc",
     "libc6-dev",
+    "systemd",  # systemd-analyze scores the role's service unit (tests/unit/test_role_kni.py)
 )
 
 
