@@ -320,12 +320,16 @@ class KniDevice:
 
     # --- packets (hot path) --------------------------------------------------------------------------------------
 
-    def tx_burst(self, packets: Sequence[int]) -> int:
-        """Give packets (mbuf heads) to the Linux stack; returns how many were taken, the caller keeps the rest."""
+    def tx_burst(self, packets: Sequence[int], reclaim: int = MAX_MBUF_BURST) -> int:
+        """Give packets (mbuf heads) to the Linux stack; returns how many were taken, the caller keeps the rest.
+
+        Then takes back up to ``reclaim`` mbufs the kernel is done with, as rte_kni_tx_burst() does; a caller that
+        calls ``free_completed`` itself every round passes 0 and spares a FIFO read that finds a few at most."""
         rx_q = self._fifos["rx"]
         count = min(len(packets), rx_q.free_count())
         sent = rx_q.put(self.pool.to_pa_form(packets[:count])) if count else 0
-        self.free_completed(MAX_MBUF_BURST)
+        if reclaim:
+            self.free_completed(reclaim)
         return sent
 
     def rx_burst(self, max_count: int = MAX_MBUF_BURST) -> List[int]:

@@ -228,7 +228,7 @@ class Port:
         if dropped:
             counters["ingress_dropped"] += dropped
         if ingress:
-            taken = device.tx_burst(ingress)
+            taken = device.tx_burst(ingress, reclaim=0)  # free_q was read above, once per round
             if taken < len(ingress):
                 self.pool.free_burst(ingress[taken:])
                 counters["ingress_dropped"] += len(ingress) - taken

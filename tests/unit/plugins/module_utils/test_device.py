@@ -155,6 +155,19 @@ def test_ingress_tx_burst_and_free_q_recycling() -> None:
     assert pool.in_use == in_use - 3
 
 
+def test_tx_burst_without_reclaim_leaves_free_q_alone() -> None:
+    device, _unused, pool = make_device()
+    first = pool.write_packets([b"a" * 60] * 2)
+    device.tx_burst(first)
+    device.fifo("free").put(device.fifo("rx").get())
+    in_use = pool.in_use
+    assert device.tx_burst(pool.write_packets([b"b" * 60]), reclaim=0) == 1
+    assert device.fifo("free").count() == 2
+    assert pool.in_use == in_use + 1
+    assert device.free_completed() == 2
+    assert pool.in_use == in_use - 1
+
+
 def test_tx_burst_stops_when_rx_q_is_full() -> None:
     device, _unused, pool = make_device()
     device.fifo("rx").put([0] * 1020)
