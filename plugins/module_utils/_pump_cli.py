@@ -27,7 +27,7 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import 
     parse_desired_state,
 )
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import ControlClient, ControlError
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import PumpDaemon, Settings
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import DEFAULT_POOL_SIZE, PumpDaemon, Settings
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_log import LEVELS, LOG
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_netlink import LinkMonitor, RtnlClient, RtnlWorker
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_state import (
@@ -50,7 +50,7 @@ RUN_OPTIONS: Dict[str, Tuple[Callable[[str], Any], Any, Optional[Tuple[str, ...]
     "--socket": (str, DEFAULT_SOCKET, None, None),
     "--socket-group": (str, None, None, "group allowed to use the control socket (mode 0660)"),
     "--max-interfaces": (int, 4, None, "hugepage memory is sized for this many"),
-    "--pool-size": (int, 1024, None, "mbufs per interface"),
+    "--pool-size": (int, DEFAULT_POOL_SIZE, None, "mbufs per interface"),
     "--iova": (str, "va", ("va", "pa"), "va needs no physical addresses"),
 }
 

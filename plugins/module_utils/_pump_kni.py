@@ -27,11 +27,13 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._memory import (
     map_hugepages,
     read_meminfo,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import alloc_q_target, arena_bytes
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import (
+    DEFAULT_POOL_SIZE,
+    alloc_q_target,
+    arena_bytes,
+)
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_log import LOG
 from ansible_collections.kernelnic.kni.plugins.module_utils._requests import KniRequest, RequestCallbacks
-
-DEFAULT_POOL_SIZE = 1024
 
 
 class KernelKni:

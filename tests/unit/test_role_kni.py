@@ -17,7 +17,7 @@ from typing import Any, Dict, Set
 
 import pytest
 import yaml
-from ansible_collections.kernelnic.kni.plugins.module_utils import _abi, _mbuf
+from ansible_collections.kernelnic.kni.plugins.module_utils import _abi, _mbuf, _pump_daemon
 
 ROLE = Path(__file__).resolve().parents[2] / "roles" / "kni"
 MODULE_UTILS = ROLE.parents[1] / "plugins" / "module_utils"
@@ -55,6 +55,10 @@ def test_hugepage_sizes_match_the_pump() -> None:
     object_size = -(-(_abi.MBUF_SIZE + _mbuf.DEFAULT_DATA_ROOM) // _abi.CACHE_LINE_SIZE) * _abi.CACHE_LINE_SIZE
     assert role_vars["kni_pump_mbuf_bytes"] == object_size
     assert role_vars["kni_pump_fifo_zone_bytes"] == _abi.FIFO_AREA_SIZE + 64
+
+
+def test_pool_size_default_is_the_pumps() -> None:
+    assert _yaml(ROLE / "defaults" / "main.yml")["kni_pump_pool_size"] == _pump_daemon.DEFAULT_POOL_SIZE
 
 
 def test_argument_specs_cover_the_defaults() -> None:
