@@ -94,9 +94,13 @@ BUSY_CHECK_INTERVAL = 0.002  # seconds between descriptor checks (control socket
 # it is a trap to the hypervisor and cost an eighth of the pump's time when read every round.
 BUSY_CLOCK_ROUNDS = 4
 FIRST_SLEEP = 50e-6
-# While ingress waits for the kernel to take what is already in rx_q, poll at this fixed pace: backing off like an
-# idle pump would leave the kernel idle once it has drained rx_q, for as long as the pump then sleeps.
+# While ingress waits for the kernel to take what is already in rx_q, the pump sleeps until rx_q should have room for
+# a burst again, at the pace the kernel has been draining it, between these bounds. Polling at a fixed short pace
+# instead kept a pump waiting on a slow kernel (1500-byte frames in the 6.1 guest) as busy as a spinning one, with
+# the CPU the kernel and the app needed; backing off like an idle pump would leave the kernel idle once it has
+# drained rx_q, for as long as the pump then sleeps.
 THROTTLED_SLEEP = 50e-6
+MAX_THROTTLED_SLEEP = 0.002
 THROTTLED_LIMIT = 0.1
 REQUEST_POLL = 0.002  # idle sleep for WARM_IDLE after the last activity: bounds the wait of a kernel request
 WARM_IDLE = 2.0  # requests come in bunches (ip link set up, mtu, address...): stay responsive this long
@@ -204,6 +208,8 @@ class Port:
         self.throttled = False  # the last round's ingress burst was cut short by the in-flight limit
         self.in_flight_limit = ingress_in_flight(pool.count)
         self.refill_at = max(1, min(INGRESS_BURST, self.in_flight_limit // 2))  # room in rx_q worth a round
+        self.drain_rate = 0.0  # frames/s the kernel took from rx_q while ingress waited (0: not seen yet)
+        self._drain_mark: Optional[Tuple[int, float]] = None  # (rx_q count, time) when ingress last waited
 
     def kernel_pending(self) -> bool:
         """The kernel posted a request or transmitted frames (two index reads per FIFO, for idle polling)."""
@@ -233,6 +239,7 @@ class Port:
         if dropped:
             counters["ingress_dropped"] += dropped
         if ingress:
+            self._drain_mark = None  # rx_q grows: the kernel's pace is measured anew
             taken = device.tx_burst(ingress, reclaim=0)  # free_q was read above, once per round
             if taken < len(ingress):
                 self.pool.free_burst(ingress[taken:])
@@ -242,6 +249,18 @@ class Port:
             counters["ingress_bytes"] += received_bytes
             moved += len(ingress)
         return moved + dropped
+
+    def throttled_wait(self, now: float) -> float:
+        """Seconds until rx_q should have room for a burst again, at the pace the kernel drained it while ingress
+        waited (0 until that pace is known). Called, with the current time, only while ingress waits."""
+        count = self.rx_q.count()
+        mark = self._drain_mark
+        if mark is not None and count < mark[0] and now > mark[1]:  # (a bigger count: the pump refilled since)
+            rate = (mark[0] - count) / (now - mark[1])
+            self.drain_rate = (self.drain_rate + rate) / 2 if self.drain_rate else rate
+        self._drain_mark = (count, now)
+        excess = count - (self.in_flight_limit - self.refill_at)
+        return excess / self.drain_rate if self.drain_rate and excess > 0 else 0.0
 
     def desired_carrier(self) -> bool:
         policy = self.config.carrier
@@ -400,7 +419,7 @@ class PumpDaemon:
                 # some now and then: a kernel that takes nothing for THROTTLED_LIMIT gets the idle back-off).
                 idle = 0
                 last_check = last_round
-                if self._look_around(THROTTLED_SLEEP, until):
+                if self._look_around(self._throttled_sleep(last_round), until):
                     return
                 continue
             if not idle:
@@ -424,6 +443,11 @@ class PumpDaemon:
         """Serve clients and link events (waiting up to ``timeout``); True when ``until()`` says to stop."""
         self.wait(timeout)
         return until is not None and until()
+
+    def _throttled_sleep(self, now: float) -> float:
+        """How long to wait for the kernel to make room in rx_q: the first interface's expected wait, bounded."""
+        waits = [port.throttled_wait(now) for port in self.ports.values() if port.throttled]
+        return min(max(min(waits, default=0.0), THROTTLED_SLEEP), MAX_THROTTLED_SLEEP)
 
     def _kernel_pending(self) -> bool:
         return any(port.kernel_pending() for port in self.ports.values())

@@ -21,6 +21,8 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import 
     ALLOC_Q_TARGET,
     INGRESS_BURST,
     INGRESS_IN_FLIGHT,
+    MAX_THROTTLED_SLEEP,
+    THROTTLED_SLEEP,
     PumpDaemon,
     Settings,
     alloc_q_target,
@@ -408,6 +410,37 @@ def test_ingress_waits_for_a_burst_worth_of_room(daemon) -> None:
     assert port.pump() == 0 and rx_q.count() == limit - (limit // 2 - 1) and port.throttled
     kernel_takes(1)
     assert port.pump() == limit // 2 and rx_q.count() == limit
+
+
+def test_waiting_ingress_sleeps_as_long_as_the_kernel_needs(daemon) -> None:
+    """While ingress waits, the pump measures how fast the kernel drains rx_q and sleeps until a burst should fit,
+    within bounds; a refill starts the measurement anew."""
+    pump = daemon[0]
+    port = pump.ports["kni1"]
+    port.backend = NullBackend(port.pool, pump._defer, b"\xcd" * 60)  # pylint: disable=protected-access
+    limit = ingress_in_flight(port.pool.count)
+    rx_q, free_q = port.device.fifo("rx"), port.device.fifo("free")
+    port.pump()
+    pump.throttled = True
+    assert rx_q.count() == limit and port.throttled
+    assert pump._throttled_sleep(10.0) == THROTTLED_SLEEP  # pylint: disable=protected-access  # pace unknown
+    free_q.put(rx_q.get(10))  # 10 frames in 1 ms: 10,000 frames/s
+    excess = limit - 10 - (limit - port.refill_at)
+    assert port.throttled_wait(10.001) == pytest.approx(excess / 10_000)
+    free_q.put(rx_q.get(30))  # 30 frames in 1 ms: the pace is the mean of 10,000 and 30,000 frames/s
+    assert port.throttled_wait(10.002) == pytest.approx((excess - 30) / 20_000)
+    assert port.drain_rate == pytest.approx(20_000)
+    for second in range(1, 6):  # a frame a second: the pace falls, and the wait is bounded
+        free_q.put(rx_q.get(1))
+        assert pump._throttled_sleep(10.002 + second) <= MAX_THROTTLED_SLEEP  # pylint: disable=protected-access
+    assert port.drain_rate < 1_000
+    assert pump._throttled_sleep(16.0) == MAX_THROTTLED_SLEEP  # pylint: disable=protected-access
+    free_q.put(rx_q.get(rx_q.count() - (limit - port.refill_at)))
+    assert port.throttled_wait(16.001) == 0.0  # room for a burst: no wait
+    assert port.pump() == port.refill_at and rx_q.count() == limit
+    assert port.pump() == 0 and port.throttled
+    rate = port.drain_rate
+    assert port.throttled_wait(12.0) > 0 and port.drain_rate == rate  # rx_q grew: nothing to measure yet
 
 
 def test_a_pool_of_two_still_moves_frames(tmp_path: Path) -> None:
