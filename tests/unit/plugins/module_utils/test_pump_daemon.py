@@ -22,6 +22,7 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import 
     INGRESS_BURST,
     INGRESS_IN_FLIGHT,
     MAX_THROTTLED_SLEEP,
+    THROTTLED_SHARE,
     THROTTLED_SLEEP,
     PumpDaemon,
     Settings,
@@ -430,6 +431,8 @@ def test_waiting_ingress_sleeps_as_long_as_the_kernel_needs(daemon) -> None:
     free_q.put(rx_q.get(30))  # 30 frames in 1 ms: the pace is the mean of 10,000 and 30,000 frames/s
     assert port.throttled_wait(10.002) == pytest.approx((excess - 30) / 20_000)
     assert port.drain_rate == pytest.approx(20_000)
+    sleep = pump._throttled_sleep(10.002)  # pylint: disable=protected-access
+    assert sleep == pytest.approx(THROTTLED_SHARE * (excess - 30) / 20_000)  # then it looks again
     for second in range(1, 6):  # a frame a second: the pace falls, and the wait is bounded
         free_q.put(rx_q.get(1))
         assert pump._throttled_sleep(10.002 + second) <= MAX_THROTTLED_SLEEP  # pylint: disable=protected-access
