@@ -452,7 +452,8 @@ class PumpDaemon:
         return until is not None and until()
 
     def _throttled_sleep(self, now: float) -> float:
-        """How long to wait for the kernel to make room in rx_q: the first interface's expected wait, bounded."""
+        """How long to wait for the kernel to make room in rx_q: THROTTLED_SHARE of the shortest expected wait among
+        the waiting interfaces, within THROTTLED_SLEEP and MAX_THROTTLED_SLEEP."""
         waits = [port.throttled_wait(now) for port in self.ports.values() if port.throttled]
         return min(max(THROTTLED_SHARE * min(waits, default=0.0), THROTTLED_SLEEP), MAX_THROTTLED_SLEEP)
 
