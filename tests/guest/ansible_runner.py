@@ -26,18 +26,24 @@ def run_tasks(target: str, tasks: str = "main.yml", extra_vars: Optional[Dict[st
 
     Fails the calling test unless the playbook exits 0 and the recap shows no failed or unreachable host.
     """
-    play = [
-        {
-            "name": f"Integration target {target}",
-            "hosts": "localhost",
-            "gather_facts": False,
-            "tasks": [{"ansible.builtin.include_tasks": os.path.join(TARGETS, target, "tasks", tasks)}],
-        }
-    ]
-    workdir = tempfile.mkdtemp(prefix=f"kni-{target}-")
+    play = {
+        "name": f"Integration target {target}",
+        "hosts": "localhost",
+        "gather_facts": False,
+        "tasks": [{"ansible.builtin.include_tasks": os.path.join(TARGETS, target, "tasks", tasks)}],
+    }
+    return run_play(play, target, extra_vars)
+
+
+def run_play(play: Dict[str, Any], name: str, extra_vars: Optional[Dict[str, Any]] = None) -> str:
+    """Run one play against localhost with ansible-playbook (local connection); return the output.
+
+    Fails the calling test unless the playbook exits 0 and the recap shows no failed or unreachable host.
+    """
+    workdir = tempfile.mkdtemp(prefix=f"kni-{name}-")
     playbook = os.path.join(workdir, "play.yml")
     with open(playbook, "w", encoding="utf-8") as handle:
-        json.dump(play, handle)  # JSON is YAML
+        json.dump([play], handle)  # JSON is YAML
     variables = dict(extra_vars or {}, ansible_python_interpreter=sys.executable)
     env = dict(
         os.environ,

@@ -7,17 +7,16 @@ unit it renders keeps systemd's exposure score at 3.0 or lower."""
 from __future__ import annotations
 
 import ast
-import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Dict, Set
 
 import pytest
 import yaml
 from ansible_collections.kernelnic.kni.plugins.module_utils import _abi, _mbuf, _pump_daemon
+
+from tests.guest.ansible_runner import run_play
 
 ROLE = Path(__file__).resolve().parents[2] / "roles" / "kni"
 MODULE_UTILS = ROLE.parents[1] / "plugins" / "module_utils"
@@ -93,16 +92,7 @@ def _render_service(directory: Path, extra_vars: Dict[str, Any]) -> Path:
             }
         ],
     }
-    playbook = directory / "render.yml"
-    playbook.write_text(yaml.safe_dump([play]), encoding="utf-8")
-    command = [
-        os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
-        *("-i", "localhost,", "-c", "local"),
-        *("-e", f"ansible_python_interpreter={sys.executable}", "-e", json.dumps(extra_vars)),
-        str(playbook),
-    ]
-    rendered = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    assert rendered.returncode == 0, rendered.stdout + rendered.stderr
+    run_play(play, "render-service", extra_vars)
     return unit
 
 
