@@ -405,14 +405,21 @@ class IngressRun(NamedTuple):
     app_us: float
     other_us: float  # kernel threads, softirqs and anything else: all busy CPU time not in the pump or the app
     idle_percent: float  # of all CPUs
+    busy_percents: Tuple[float, ...]  # of each CPU, busiest first: one CPU at 100 % while another idles is a bottleneck
 
 
-def busy_and_idle_seconds() -> Tuple[float, float]:
-    """Busy and idle CPU seconds of all CPUs since boot, from /proc/stat (iowait counts as idle)."""
+def busy_and_idle_seconds() -> List[Tuple[float, float]]:
+    """Busy and idle CPU seconds since boot of all CPUs together, then of each CPU, from /proc/stat (iowait counts
+    as idle)."""
+    seconds = []
     with open("/proc/stat", encoding="ascii") as handle:
-        ticks = [int(value) for value in handle.readline().split()[1:]]
-    idle = ticks[3] + ticks[4]
-    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK"), idle / os.sysconf("SC_CLK_TCK")
+        for line in handle:
+            if not line.startswith("cpu"):
+                break
+            ticks = [int(value) for value in line.split()[1:]]
+            idle = ticks[3] + ticks[4]
+            seconds.append(((sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK"), idle / os.sysconf("SC_CLK_TCK")))
+    return seconds
 
 
 def ingress_rate(side_factory: Callable[[bytes], object], size: int) -> IngressRun:
@@ -427,10 +434,14 @@ def ingress_rate(side_factory: Callable[[bytes], object], size: int) -> IngressR
     receiver.start()
     ready.wait(30)
     errors_before = udp_receive_buffer_errors()
-    pump_before, (busy_before, idle_before) = cpu_seconds(pump_pid), busy_and_idle_seconds()
+    pump_before, cpus_before = cpu_seconds(pump_pid), busy_and_idle_seconds()
     received, app_cpu = result.get()
     pump_cpu = cpu_seconds(pump_pid) - pump_before
-    busy, idle = (after - before for after, before in zip(busy_and_idle_seconds(), (busy_before, idle_before)))
+    cpus = [
+        (busy - busy_before, idle - idle_before)
+        for (busy, idle), (busy_before, idle_before) in zip(busy_and_idle_seconds(), cpus_before)
+    ]
+    busy, idle = cpus[0]
     receiver.join()
     errors = udp_receive_buffer_errors() - errors_before
     side.stop()  # type: ignore[attr-defined]
@@ -442,6 +453,7 @@ def ingress_rate(side_factory: Callable[[bytes], object], size: int) -> IngressR
         app_cpu * per_datagram,
         max(busy - pump_cpu - app_cpu, 0.0) * per_datagram,
         100 * idle / max(busy + idle, 1e-9),
+        tuple(sorted((100 * busy / max(busy + idle, 1e-9) for busy, idle in cpus[1:]), reverse=True)),
     )
 
 
@@ -714,16 +726,21 @@ def rates() -> None:
                 cpu_lines.append(f"{size:5d}  KNI {cpu_text(ingress_runs[0])}; TAP {cpu_text(ingress_runs[1])}\n")
     sys.stdout.write(
         f"\ningress CPU time per datagram the app received, in microseconds of all {os.cpu_count()} CPUs (medians): "
-        "pump process + app process + the rest (kernel threads, softirqs); and the share of the CPUs left idle. "
-        "The CPUs bound the rate at CPUs x 10^6 / total, so twice TAP's rate needs half its total per datagram\n"
-        + "".join(cpu_lines)
+        "pump process + app process + the rest (kernel threads, softirqs); and the share of the CPUs left idle, then "
+        "how busy each CPU was, busiest first. The CPUs bound the rate at CPUs x 10^6 / total, so twice TAP's rate "
+        "needs half its total per datagram; a CPU near 100 % while another idles is a bottleneck the total does not "
+        "show\n" + "".join(cpu_lines)
     )
 
 
 def cpu_text(runs: List[IngressRun]) -> str:
     pump, app, other = (statistics.median(getattr(run, field) for run in runs) for field in IngressRun._fields[2:5])
     idle = statistics.median(run.idle_percent for run in runs)
-    return f"{pump + app + other:5.1f} us = pump {pump:.1f} + app {app:.1f} + rest {other:.1f}, idle {idle:.0f} %"
+    busiest = "/".join(f"{statistics.median(column):.0f}" for column in zip(*(run.busy_percents for run in runs)))
+    return (
+        f"{pump + app + other:5.1f} us = pump {pump:.1f} + app {app:.1f} + rest {other:.1f}, idle {idle:.0f} % "
+        f"(CPUs busy {busiest} %)"
+    )
 
 
 if __name__ == "__main__":
