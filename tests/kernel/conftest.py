@@ -69,4 +69,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             f"{name:8} {session.kernel.release:26} boot-to-command {result.boot_seconds:5.1f}s  "
             f"total {result.total_seconds:6.1f}s  guest tests {session.tests}  "
             f"failed {len(session.failures)}  skipped {len(session.skipped)}"
+            + (f"  boot retried {len(session.boot_retries)}x" if session.boot_retries else "")
         )
+        for reason in session.boot_retries:
+            terminalreporter.write_line(f"  {name}: an earlier boot was given up: {reason}")

@@ -72,6 +72,10 @@ class GuestError(RuntimeError):
     """The guest did not boot, died, or overran its time; the message carries the console's tail."""
 
 
+class BootTimeout(GuestError):
+    """The guest never reached its command: a hang before or during the initramfs, not a test failure."""
+
+
 @dataclasses.dataclass
 class GuestResult:
     kernel: str
@@ -166,7 +170,7 @@ class Guest:
             self._check_alive("before the command started")
             if time.monotonic() > deadline:
                 self.kill()
-                raise GuestError(
+                raise BootTimeout(
                     f"{self.kernel.name} ({self.kernel.release}) did not boot within {timeout:.0f}s; "
                     f"console:\n{self.console_tail()}"
                 )

@@ -27,6 +27,7 @@ INIT_SCRIPT = r"""#!/bin/busybox sh
 mkdir -p /proc /sys /dev /lower /rw /newroot
 mount -t proc proc /proc
 mount -t devtmpfs devtmpfs /dev
+echo "kni-initramfs: running"  # the console then tells a hang in the kernel's boot from one in here
 for module in /modules/*.ko; do
     [ -e "$module" ] || continue
     insmod "$module" || echo "kni-initramfs: insmod $module failed"
@@ -45,6 +46,7 @@ mkdir -p /newroot/kni-results
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 results /newroot/kni-results || {
     echo "kni-initramfs: cannot mount the results share"; poweroff -f; }
 umount /proc
+echo "kni-initramfs: switch_root to $guest_init"
 exec switch_root /newroot /bin/bash "$guest_init"
 """
 
