@@ -635,10 +635,8 @@ def phases_text(values: List[float]) -> str:
     return ", ".join(f"{name} {value:.2f} s" for name, value in zip(PHASES, values))
 
 
-def main(argv: List[str]) -> int:
-    module: Optional[str] = argv[1] if len(argv) > 1 else None
-    if module and not os.path.exists("/sys/module/rte_kni"):
-        subprocess.run(["insmod", module], check=True)
+def prepare_guest() -> None:
+    """Hugepages, TAP, a receive buffer the app's SO_RCVBUF can reach, and fork for the pump and app processes."""
     with open("/proc/sys/vm/nr_hugepages", "w", encoding="ascii") as handle:
         handle.write("16")
     subprocess.run(["modprobe", "tun"], check=False)
@@ -648,6 +646,13 @@ def main(argv: List[str]) -> int:
         os.makedirs("/dev/net", exist_ok=True)
         os.mknod("/dev/net/tun", 0o600 | 0o020000, os.makedev(10, 200))
     multiprocessing.set_start_method("fork")
+
+
+def main(argv: List[str]) -> int:
+    module: Optional[str] = argv[1] if len(argv) > 1 else None
+    if module and not os.path.exists("/sys/module/rte_kni"):
+        subprocess.run(["insmod", module], check=True)
+    prepare_guest()
     sys.stdout.write(
         f"kni-pump bench: {DURATION:.0f} s per figure, kernel {os.uname().release}, {os.cpu_count()} CPUs\n\n"
     )
