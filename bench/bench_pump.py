@@ -422,6 +422,11 @@ def busy_and_idle_seconds() -> List[Tuple[float, float]]:
     return seconds
 
 
+def share_percent(part: float, rest: float) -> float:
+    """``part`` as a percentage of ``part + rest`` (0 when both are 0)."""
+    return 100 * part / max(part + rest, 1e-9)
+
+
 def ingress_rate(side_factory: Callable[[bytes], object], size: int) -> IngressRun:
     """Datagrams/s a UDP app in another process receives while the pump feeds frames as fast as it can, datagrams/s
     dropped meanwhile because the app's socket buffer was full, and the CPU time per datagram."""
@@ -452,8 +457,8 @@ def ingress_rate(side_factory: Callable[[bytes], object], size: int) -> IngressR
         pump_cpu * per_datagram,
         app_cpu * per_datagram,
         max(busy - pump_cpu - app_cpu, 0.0) * per_datagram,
-        100 * idle / max(busy + idle, 1e-9),
-        tuple(sorted((100 * busy / max(busy + idle, 1e-9) for busy, idle in cpus[1:]), reverse=True)),
+        share_percent(idle, busy),
+        tuple(sorted((share_percent(*cpu) for cpu in cpus[1:]), reverse=True)),
     )
 
 

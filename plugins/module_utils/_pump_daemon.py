@@ -3,7 +3,8 @@
 """The kni-pump daemon: owns /dev/kni, keeps the KNI interfaces matching the desired state and moves their frames.
 
 One thread does everything that touches the KNI FIFOs (they are single-producer/single-consumer): answering
-requests, moving bursts of up to 32 frames each way per interface, the control socket and netlink events. A second
+requests, moving frames each way per interface (a round takes up to EGRESS_BURST from tx_q and hands up to
+INGRESS_BURST to rx_q), the control socket and netlink events. A second
 thread (``RtnlWorker``) runs what needs RTNL (carrier, MTU/MAC changes the pump initiates, packet socket
 memberships), because the kernel holds RTNL while it waits for a request answer.
 
