@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
@@ -77,6 +78,13 @@ def parse_junit(path: str) -> tuple[int, list[str], list[str]]:
 
 def run(kernel: matrix.Kernel, selection: list[str] | None = None) -> GuestSession:
     modules_dir = build_test_modules(kernel)
+    try:
+        return _run_session(kernel, modules_dir, selection)
+    finally:
+        shutil.rmtree(modules_dir, ignore_errors=True)  # (each run built its own: nothing else reads them)
+
+
+def _run_session(kernel: matrix.Kernel, modules_dir: str, selection: list[str] | None) -> GuestSession:
     chosen = selection or os.environ.get("KNI_GUEST_TESTS", "tests/guest").split()
     script = guest_script(kernel, modules_dir, chosen)
     os.environ.setdefault("KNI_KEEP_GUEST_RESULTS", "")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import ClassVar, Iterator, List
 
@@ -45,7 +46,14 @@ class FakeGuest:
 @pytest.fixture
 def fake_guests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[type]:
     FakeGuest.results_root, FakeGuest.booted, FakeGuest.outcomes = str(tmp_path), 0, []
-    monkeypatch.setattr(guest_session, "build_test_modules", lambda kernel: str(tmp_path))
+    modules = tmp_path / "modules"
+
+    def build_test_modules(kernel: matrix.Kernel) -> str:
+        modules.mkdir()
+        (modules / "rte_kni.ko").write_bytes(b"")
+        return str(modules)
+
+    monkeypatch.setattr(guest_session, "build_test_modules", build_test_modules)
     monkeypatch.setattr(guest_session.guest, "Guest", FakeGuest)
     yield FakeGuest
 
@@ -77,3 +85,13 @@ def test_a_clean_boot_records_no_retry(fake_guests: type) -> None:
     fake_guests.outcomes = ["finished"]
     assert guest_session.run(KERNEL).boot_retries == []
     assert fake_guests.booted == 1
+
+
+@pytest.mark.parametrize("outcomes", [["finished"], [guest.GuestError("died")]], ids=["passed", "failed"])
+def test_the_modules_built_for_a_session_are_removed(fake_guests: type, tmp_path: Path, outcomes: list) -> None:
+    """Each session builds its modules into a new directory under /var/tmp: left behind, CI runs pile them up."""
+    fake_guests.outcomes = outcomes
+    with contextlib.suppress(guest.GuestError):
+        guest_session.run(KERNEL)
+    assert fake_guests.booted == 1
+    assert not (tmp_path / "modules").exists()
