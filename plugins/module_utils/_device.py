@@ -327,7 +327,7 @@ class KniDevice:
         calls ``free_completed`` itself every round passes 0 and spares a FIFO read that finds a few at most."""
         rx_q = self._fifos["rx"]
         count = min(len(packets), rx_q.free_count())
-        sent = rx_q.put(self.pool.to_pa_form(packets[:count])) if count else 0
+        sent = rx_q.put_packed(self.pool.to_pa_form_packed(packets[:count])) if count else 0
         if reclaim:
             self.free_completed(reclaim)
         return sent
@@ -344,16 +344,14 @@ class KniDevice:
 
     def free_completed(self, max_count: int = FIFO_COUNT_MAX) -> int:
         """Return the mbufs the kernel finished with (free_q) to the pool."""
-        done = self._fifos["free"].get(max_count)
-        self.pool.free_burst(done)
-        return len(done)
+        return self.pool.free_packed(self._fifos["free"].get_packed(max_count))
 
     def _refill_alloc_q(self) -> None:
         alloc_q = self._fifos["alloc"]
         mbufs = self.pool.alloc_burst(min(self.alloc_q_target - alloc_q.count(), alloc_q.free_count()))
         if not mbufs:
             return
-        taken = alloc_q.put(self.pool.to_pa_form(mbufs))
+        taken = alloc_q.put_packed(self.pool.to_pa_form_packed(mbufs))
         if taken < len(mbufs):
             self.pool.free_burst(mbufs[taken:])
 

@@ -28,6 +28,7 @@ side too, because the kernel may leave ``next`` in PA form when it drops a packe
 from __future__ import annotations
 
 import errno
+import struct
 from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
@@ -41,6 +42,7 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
     MBUF_PKT_LEN_OFFSET,
     MBUF_PORT_NONE,
     MBUF_SIZE,
+    POINTER_SIZE,
     IovaMode,
     KniMbufError,
 )
@@ -53,6 +55,11 @@ MAX_FREE_RUNS = 16  # stretches a freed burst is split into before the per-mbuf 
 
 # Positions in MBUF_HEAD of vlan_tci, hash, vlan_tci_outer and pool, which this library does not use.
 _HEAD_FIELDS_NOT_DECODED = (10, 11, 12, 14)
+
+
+def _pack(entries: Sequence[int]) -> bytes:
+    """FIFO words: 8-byte little-endian."""
+    return struct.pack(f"<{len(entries)}Q", *entries)
 
 
 class MbufHeader(NamedTuple):
@@ -120,6 +127,7 @@ class MbufPool:
         # wrap around).
         self._position = {va: position for position, va in enumerate(vas)}
         self._cycle = vas + vas
+        self._cycle_packed = _pack(self._cycle)  # the same as FIFO words (free_q's form)
         self._chunk_ends = chunk_ends
         # 1 at the position of each mbuf out of the pool: what alloc searches, and what catches double frees (which
         # would hand one mbuf out twice)
@@ -135,6 +143,8 @@ class MbufPool:
             # va2pa(m) = m - (buf_addr - buf_iova): the header's IOVA, since header and buffer share one segment.
             self._pa_form = {va: arena.iova(va) for va in vas}
             self._va_of_pa_form = {pa: va for va, pa in self._pa_form.items()}
+        # the cyclic order in rx_q/alloc_q's form
+        self._pa_cycle_packed = self._cycle_packed if self._pa_form is None else _pack(self.to_pa_form(self._cycle))
 
     def _format_chunk(self, zone: Memzone, objects: int) -> List[int]:
         vas = []
@@ -282,31 +292,75 @@ class MbufPool:
         if error is not None:
             raise error
 
+    def free_packed(self, packed: bytes) -> int:
+        """``free_burst`` for heads as free_q holds them (8-byte little-endian words); returns how many.
+
+        The usual burst, a stretch of the cyclic order with no chains in the pool, is checked with one bytes
+        comparison and freed without turning its entries into ints (which costs more than the rest under TCG)."""
+        count, partial = divmod(len(packed), POINTER_SIZE)
+        if partial:
+            raise KniMbufError("mbuf free", errno.EINVAL, f"{len(packed)} bytes are not whole 8-byte heads")
+        if not count:
+            return 0
+        position = self._position.get(int.from_bytes(packed[:POINTER_SIZE], "little"), -1)
+        start = position * POINTER_SIZE
+        if (
+            position >= 0
+            and count <= self.count
+            and not self._chains
+            and packed == self._cycle_packed[start : start + len(packed)]
+            and self._flags(position, count) == self._ones[:count]
+        ):
+            self._set_flags(position, count, self._zeros)
+            self._available += count
+        else:
+            self.free_burst(list(struct.unpack(f"<{count}Q", packed)), -1 if position < 0 else None)
+        return count
+
     def _runs(self, heads: Sequence[int]) -> Optional[List[Tuple[int, int]]]:
         """(position, count) of each stretch of the cyclic order that ``heads`` is made of, or None when it holds a
         foreign address or more than MAX_FREE_RUNS stretches.
 
-        A free_q burst often joins two or three alloc bursts that had held mbufs between them. The end of each
-        stretch is found by bisection, with list comparisons: a few C calls per stretch instead of Python per mbuf."""
+        A free_q burst often joins two or three alloc bursts that had held mbufs between them."""
         runs: List[Tuple[int, int]] = []
-        cycle, total, start = self._cycle, len(heads), 0
+        total, start = len(heads), 0
         while start < total:
             position = self._position.get(heads[start])
             if position is None or len(runs) == MAX_FREE_RUNS:
                 return None
-            matching, longest = 1, min(total - start, self.count)  # heads[start] is cycle[position]
-            if heads[start : start + longest] == cycle[position : position + longest]:
-                matching = longest
-            else:  # bisect: ``matching`` mbufs match, ``longest`` do not
-                while longest - matching > 1:
-                    middle = (matching + longest) // 2
-                    if heads[start : start + middle] == cycle[position : position + middle]:
-                        matching = middle
-                    else:
-                        longest = middle
+            matching = self._stretch_length(heads, start, position, min(total - start, self.count))
             runs.append((position, matching))
             start += matching
         return runs
+
+    def _stretch_length(self, heads: Sequence[int], start: int, position: int, longest: int) -> int:
+        """How many of ``heads[start:start+longest]`` match the cyclic order from ``position`` (the first does).
+
+        Bisection by single lookups (is the n-th mbuf where a stretch would put it?) finds where the stretch
+        probably ends; one list comparison proves it. Only a burst that leaves the order and comes back to it (not
+        seen from the kernel, which returns mbufs in the order it took them) takes the bisection by list
+        comparisons, which costs a slice copy per step."""
+        cycle, positions, count = self._cycle, self._position, self.count
+        if positions.get(heads[start + longest - 1]) == (position + longest - 1) % count:
+            matching = longest
+        else:  # the (matching)-th mbuf is in place, the (longest)-th is not
+            matching = 1
+            while longest - matching > 1:
+                middle = (matching + longest) // 2
+                if positions.get(heads[start + middle - 1]) == (position + middle - 1) % count:
+                    matching = middle
+                else:
+                    longest = middle
+        if heads[start : start + matching] == cycle[position : position + matching]:
+            return matching
+        matching, longest = 1, matching  # the stretch broke off before the probes showed
+        while longest - matching > 1:
+            middle = (matching + longest) // 2
+            if heads[start : start + middle] == cycle[position : position + middle]:
+                matching = middle
+            else:
+                longest = middle
+        return matching
 
     def _all_held(self, runs: List[Tuple[int, int]]) -> bool:
         """Every mbuf of these stretches is out of the pool, and no two stretches share one."""
@@ -391,6 +445,16 @@ class MbufPool:
                 if tail is not None:
                     self._link([head, *tail], [pa_form[va] for va in tail])
         return list(map(pa_form.__getitem__, heads))
+
+    def to_pa_form_packed(self, heads: Sequence[int]) -> bytes:
+        """``to_pa_form`` as rx_q/alloc_q take it (8-byte little-endian words): a stretch of the cyclic order with
+        no chain among it is one slice of the packed order, not a pack of every entry."""
+        position = self.cycle_position(heads) if heads else -1
+        chains = self._chains
+        if position >= 0 and not (chains and any(map(chains.__contains__, heads))):
+            start = position * POINTER_SIZE
+            return self._pa_cycle_packed[start : start + len(heads) * POINTER_SIZE]
+        return _pack(self.to_pa_form(heads))
 
     def from_pa_form(self, entries: Sequence[int], strict: bool = True) -> List[int]:
         """Virtual addresses for PA-form entries taken back from rx_q/alloc_q; unknown ones raise, or are dropped."""

@@ -122,6 +122,43 @@ def test_interoperates_with_the_kernel_algorithm() -> None:
     assert back == list(range(produced))
 
 
+def packed(values: list[int]) -> bytes:
+    return struct.pack(f"<{len(values)}Q", *values)
+
+
+def test_packed_entries_interoperate_with_the_kernel_algorithm_across_the_wrap() -> None:
+    """put_packed/get_packed move the slots' own bytes: what the kernel side sees is the same as with put/get,
+    wrap-around and a full FIFO included."""
+    area, user = make_fifo(16)
+    kernel = KernelSide(area)
+    received: list[int] = []
+    sent = 0
+    for burst in range(200):
+        sent += user.put_packed(packed(list(range(sent, sent + burst % 19))))
+        received += kernel.get(burst % 7 + 1)
+    received += kernel.get(100)
+    assert received == list(range(sent)) and sent > 200
+
+    back = b""
+    produced = 0
+    for burst in range(200):
+        produced += kernel.put(list(range(produced, produced + burst % 11)))
+        back += user.get_packed(burst % 5 + 1)
+    back += user.get_packed()
+    assert back == packed(list(range(produced)))
+    assert user.get_packed() == b""
+
+
+def test_put_packed_takes_what_fits_and_whole_entries_only() -> None:
+    _unused, fifo = make_fifo(8)
+    assert fifo.put_packed(packed(list(range(100, 110)))) == 7
+    assert fifo.put_packed(packed([1])) == 0
+    assert fifo.get() == list(range(100, 107))
+    with pytest.raises(KniFifoError, match="not whole 8-byte entries"):
+        fifo.put_packed(b"\x01" * 12)
+    assert fifo.count() == 0
+
+
 def test_works_on_mmap_and_releases_it() -> None:
     area = mmap.mmap(-1, FIFO_AREA_SIZE)
     fifo = KniFifo.initialise(area)

@@ -8,7 +8,7 @@ import errno
 import mmap
 import random
 import struct
-from typing import List
+from typing import Callable, List, Tuple
 
 import pytest
 from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
@@ -16,7 +16,7 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
     MBUF_SIZE,
     KniMbufError,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._mbuf import MbufPool
+from ansible_collections.kernelnic.kni.plugins.module_utils._mbuf import MAX_FREE_RUNS, MbufPool
 from ansible_collections.kernelnic.kni.plugins.module_utils._memory import (
     Arena,
     PhysicalIova,
@@ -317,3 +317,78 @@ def test_a_burst_joining_stretches_is_freed_a_stretch_at_a_time(monkeypatch: pyt
         pool.free_burst(pool.alloc_burst(pool.available))  # (errors still free the valid ones: start again)
         first[:6] = pool.alloc_burst(6)
     assert kept[0] not in pool.alloc_burst(pool.available)
+
+
+def naive_runs(pool: MbufPool, heads: List[int]) -> List[Tuple[int, int]]:
+    """The stretches of ``heads``, found one mbuf at a time."""
+    order = [pool.cycle_position([va]) for va in heads]
+    runs: List[Tuple[int, int]] = []
+    for index, position in enumerate(order):
+        if index and position == (order[index - 1] + 1) % pool.count and runs[-1][1] < pool.count:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((position, 1))
+    return runs
+
+
+def test_the_stretches_of_a_burst_are_found_even_where_the_order_leaves_and_comes_back() -> None:
+    """``_runs`` guesses each stretch's end from single lookups: a burst that leaves the order and comes back to
+    it must not fool it into taking the mbufs in between as a stretch."""
+    pool = MbufPool(anonymous_arena(SEGMENT), "pool", 64)
+    order = pool._cycle  # pylint: disable=protected-access
+    fooling = order[0:5] + order[40:41] + order[6:10]  # the 10th mbuf is where a stretch of 10 would put it
+    assert pool._runs(fooling) == [(0, 5), (40, 1), (6, 4)]  # pylint: disable=protected-access
+    rng = random.Random(7)
+    for _trial in range(300):
+        heads: List[int] = []
+        for _piece in range(rng.randint(1, 5)):
+            start, length = rng.randrange(64), rng.randint(1, 40)
+            heads += order[start : start + length]
+            if rng.random() < 0.3:
+                heads.append(order[rng.randrange(64)])  # a stray mbuf, perhaps back in the order right after
+        expected = naive_runs(pool, heads)
+        runs = pool._runs(heads)  # pylint: disable=protected-access
+        assert runs == (expected if len(expected) <= MAX_FREE_RUNS else None), heads
+
+
+def packed(entries: List[int]) -> bytes:
+    return struct.pack(f"<{len(entries)}Q", *entries)
+
+
+@pytest.mark.parametrize("make_arena", [lambda: anonymous_arena(4 * SEGMENT), pa_arena], ids=["iova-va", "iova-pa"])
+def test_the_packed_pa_form_is_the_pa_form_packed(make_arena: Callable[[], Arena]) -> None:
+    """rx_q and alloc_q take bursts as bytes: a stretch is a slice of the packed order, anything else is packed
+    entry by entry, and a chain's next pointers are rewritten as to_pa_form does."""
+    pool = MbufPool(make_arena(), "pool", 1200)  # two chunks
+    order = pool._cycle  # pylint: disable=protected-access
+    for heads in (order[:5], order[1190:1205], order[900:1000], [order[7], order[3]], []):
+        assert pool.to_pa_form_packed(heads) == packed(pool.to_pa_form(heads))
+    head = pool.write_chain(bytes(3000), segment_size=1500)
+    tail = pool.segments(head)[1]
+    expected_entry, expected_next = pool.to_pa_form([head])[0], pool.to_pa_form([tail])[0]
+    # back to the VA form, as write_chain left it
+    pool._link([head], [tail])  # pylint: disable=protected-access
+    assert pool.to_pa_form_packed([head]) == packed([expected_entry])
+    assert pool.read_header(head).next == expected_next  # in IOVA=PA mode, rewritten to the PA form
+
+
+def test_freeing_packed_heads_checks_like_free_burst() -> None:
+    """free_q's bytes are freed at once when they are a stretch; anything else goes through free_burst's checks."""
+    pool = MbufPool(anonymous_arena(SEGMENT), "pool", 64)
+    stretch = pool.alloc_burst(30)
+    assert pool.free_packed(packed(stretch[:10])) == 10 and pool.available == 44
+    with pytest.raises(KniMbufError, match="already free"):
+        pool.free_packed(packed(stretch[:10]))  # a stretch again: the flags catch it
+    with pytest.raises(KniMbufError, match="does not own"):
+        pool.free_packed(packed([0x1000, *stretch[10:12]]))
+    assert pool.available == 46  # (the valid ones were freed)
+    assert pool.free_packed(packed(stretch[20:] + stretch[12:14])) == 12  # two stretches
+    assert pool.free_packed(b"") == 0
+    with pytest.raises(KniMbufError, match="not whole 8-byte heads"):
+        pool.free_packed(b"\x00" * 12)
+    head = pool.write_chain(bytes(5000), segment_size=2000)  # three segments
+    rest = pool.alloc_burst(pool.available)
+    assert pool.free_packed(packed([head])) == 1
+    assert pool.available == 3  # the chain's tail came back with its head
+    pool.free_packed(packed(rest + stretch[14:20]))
+    assert pool.available == 64 and pool.in_use == 0
