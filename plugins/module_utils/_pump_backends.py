@@ -20,6 +20,7 @@ import errno
 import fcntl
 import socket
 import struct
+from array import array
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
@@ -45,6 +46,7 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import 
 
 Defer = Callable[[Callable[[], None], str], None]  # (job, description): run job later, off the pump thread
 Transfer = Tuple[int, int, int]  # packets, bytes, dropped
+COLUMN_FRAME_MAX = 96  # fill_same writes frames up to this long column by column (see MbufFrames)
 
 SIOCGIFFLAGS = 0x8913
 SIOCGIFMTU = 0x8921
@@ -84,6 +86,12 @@ class MbufFrames:
     headroom, then the frame. One C call per frame instead of a copy plus a length write; the struct for each
     frame length is compiled once. Frames longer than the mbuf's data room are never written (the caller drops
     them): a longer copy would run into the next mbuf.
+
+    ``fill_same`` (the null backend's traffic source) writes a frame of up to COLUMN_FRAME_MAX bytes into a run of
+    neighbouring mbufs column by column instead: one strided memoryview assignment per length field and per
+    8-byte word of the frame, each covering every mbuf of the run. The header's other fields are left as the pool's
+    invariant keeps them. Under TCG that costs 40 % less than a ``pack_into`` per mbuf for a 64-byte frame, the
+    same at 128 bytes, more above.
     """
 
     def __init__(self, pool: MbufPool) -> None:
@@ -97,6 +105,12 @@ class MbufFrames:
         self._header_tail = MBUF_HEADER_TAIL.pack(0, b"", 0, pool.data_room, 0, 0)
         self._writers: Dict[int, struct.Struct] = {}
         self._write_at = MBUF_PKT_LEN_OFFSET - self.base
+        self._longs = arena.view.cast("I")
+        self._quads = arena.view.cast("Q")
+        self._columns: Tuple[bytes, Tuple[int, ...]] = (b"", ())  # the last frame fill_same wrote, as 8-byte words
+        # Columns need every field and the data start at a multiple of its size from each object's start.
+        aligned = (self.data_start % 8, pool.object_size % 8) == (0, 0)
+        self._column_frame_max = min(COLUMN_FRAME_MAX, self.max_frame - 7) if aligned else -1
 
     def lengths(self, vas: Sequence[int], position: Optional[int] = None) -> List[int]:
         """``data_len`` of each single-segment mbuf (what the kernel wrote on egress).
@@ -147,11 +161,33 @@ class MbufFrames:
     def fill_same(self, frame: bytes, count: int) -> List[int]:
         """Up to ``count`` new mbufs each holding ``frame`` (a traffic source)."""
         vas = self.pool.alloc_burst(count)
+        if len(frame) <= self._column_frame_max and vas:
+            position = self.pool.cycle_position(vas)
+            if position >= 0:
+                for first, run in self.pool.stretches(position, len(vas)):
+                    self._fill_columns(first, run, frame)
+                return vas
         view, at, tail, length = self.view, self._write_at, self._header_tail, len(frame)
         pack_into = self.writer(length).pack_into
         for va in vas:
             pack_into(view, va + at, length, length, tail, frame)
         return vas
+
+    def _fill_columns(self, first: int, count: int, frame: bytes) -> None:
+        """Write ``frame`` into ``count`` neighbouring mbufs from ``first``, a column (one field, or one 8-byte word
+        of the frame, in every mbuf) at a time."""
+        if self._columns[0] != frame:
+            padded = frame + bytes(-len(frame) % 8)  # (up to 7 bytes past the frame: inside the data room)
+            self._columns = (frame, struct.unpack(f"<{len(padded) // 8}Q", padded))
+        stride, offset, length = self.pool.object_size, first - self.base, len(frame)
+        start = (offset + MBUF_PKT_LEN_OFFSET) // 4
+        self._longs[start : start + count * stride // 4 : stride // 4] = array("I", [length]) * count
+        start = (offset + MBUF_DATA_LEN_OFFSET) // 2
+        self._words[start : start + count * stride // 2 : stride // 2] = array("H", [length]) * count
+        quads, step = self._quads, stride // 8
+        start = (offset + self.data_start) // 8
+        for index, word in enumerate(self._columns[1], start):
+            quads[index : index + count * step : step] = array("Q", [word]) * count
 
     def fill(self, source: memoryview, offsets: Sequence[int], lengths: Sequence[int]) -> List[int]:
         """New mbufs holding the frames at ``source[offset:offset+length]``; fewer if the pool runs short.
@@ -162,6 +198,8 @@ class MbufFrames:
 
     def release(self) -> None:
         self._words.release()
+        self._longs.release()
+        self._quads.release()
 
 
 class Backend:

@@ -156,3 +156,28 @@ def test_lengths_of_stretches_and_of_scattered_mbufs(pool: MbufPool, order: str)
     for va, length in written.items():
         pool.write_packet(va, bytes(length))
     assert frames.lengths(vas) == [written[va] for va in vas]
+
+
+@pytest.mark.parametrize("length", [0, 1, 7, 8, 60, 64, 95, 96, 97, 1514])
+def test_fill_same_writes_runs_of_mbufs_like_write_packet(length: int) -> None:
+    """Short frames go column by column over runs of neighbours: across the pool's wrap-around and from one
+    memzone chunk to the next too; every mbuf reads back as write_packet would have made it, and the mbufs around
+    a run keep every byte."""
+    pool = MbufPool(anonymous_arena(8 << 20), "pool", 1000)  # 910 mbufs per 2 MiB chunk: two chunks
+    frames = MbufFrames(pool)
+    frame = bytes(range(256))[:length]
+    kept = pool.alloc_burst(880)  # the next fill starts at 880 and crosses the chunk's end at 910
+    for va in kept[:3] + kept[-3:]:
+        pool.write_packet(va, b"\xab" * 100)
+    before = {va: raw(pool, va) for va in kept}
+    vas = frames.fill_same(frame, 100)
+    assert_like_write_packet(pool, vas, [frame] * 100)
+    assert {va: raw(pool, va) for va in kept} == before
+    pool.free_burst(kept[:60])
+    wrapped = frames.fill_same(frame[::-1], 80)  # the order's last 20 mbufs, then its first 60
+    assert pool.cycle_position(wrapped) == 980
+    assert_like_write_packet(pool, wrapped, [frame[::-1]] * 80)
+    pool.free_burst(vas + wrapped)
+    scattered = pool.alloc_burst(pool.available)
+    pool.free_burst(scattered[::2])
+    assert_like_write_packet(pool, frames.fill_same(frame, 5), [frame] * 5)  # not one run: mbuf by mbuf
