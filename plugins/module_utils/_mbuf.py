@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import errno
 import struct
-from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
     CACHE_LINE_SIZE,
@@ -274,7 +274,7 @@ class MbufPool:
         if position >= 0 and self._flags(position, len(heads)) == self._ones[: len(heads)]:
             self._set_flags(position, len(heads), self._zeros)
         else:
-            runs = self._runs(heads) if position < 0 else None
+            runs = self._heads_runs(heads) if position < 0 else None
             if runs is not None and self._all_held(runs):
                 for run_position, count in runs:
                     self._set_flags(run_position, count, self._zeros)
@@ -295,72 +295,80 @@ class MbufPool:
     def free_packed(self, packed: bytes) -> int:
         """``free_burst`` for heads as free_q holds them (8-byte little-endian words); returns how many.
 
-        The usual burst, a stretch of the cyclic order with no chains in the pool, is checked with one bytes
-        comparison and freed without turning its entries into ints (which costs more than the rest under TCG)."""
+        A burst made of stretches of the cyclic order, with no chains in the pool (the usual case), is checked with
+        bytes comparisons against the packed order and freed without turning its entries into ints (which costs
+        more than all the rest under TCG)."""
         count, partial = divmod(len(packed), POINTER_SIZE)
         if partial:
             raise KniMbufError("mbuf free", errno.EINVAL, f"{len(packed)} bytes are not whole 8-byte heads")
         if not count:
             return 0
-        position = self._position.get(int.from_bytes(packed[:POINTER_SIZE], "little"), -1)
-        start = position * POINTER_SIZE
-        if (
-            position >= 0
-            and count <= self.count
-            and not self._chains
-            and packed == self._cycle_packed[start : start + len(packed)]
-            and self._flags(position, count) == self._ones[:count]
-        ):
-            self._set_flags(position, count, self._zeros)
+        cycle = self._cycle_packed
+        runs = (
+            None
+            if self._chains
+            else self._runs(
+                count,
+                lambda index: int.from_bytes(packed[index * 8 : index * 8 + 8], "little"),
+                lambda start, position, length: packed[start * 8 : (start + length) * 8]
+                == cycle[position * 8 : (position + length) * 8],
+            )
+        )
+        if runs is not None and self._all_held(runs):
+            for position, length in runs:
+                self._set_flags(position, length, self._zeros)
             self._available += count
-        else:
-            self.free_burst(list(struct.unpack(f"<{count}Q", packed)), -1 if position < 0 else None)
+        else:  # chains to free with their heads, or errors to report: the general path
+            self.free_burst(list(struct.unpack(f"<{count}Q", packed)))
         return count
 
-    def _runs(self, heads: Sequence[int]) -> Optional[List[Tuple[int, int]]]:
-        """(position, count) of each stretch of the cyclic order that ``heads`` is made of, or None when it holds a
-        foreign address or more than MAX_FREE_RUNS stretches.
+    def _heads_runs(self, heads: Sequence[int]) -> Optional[List[Tuple[int, int]]]:
+        cycle = self._cycle
+        return self._runs(
+            len(heads),
+            heads.__getitem__,
+            lambda start, position, length: heads[start : start + length] == cycle[position : position + length],
+        )
 
-        A free_q burst often joins two or three alloc bursts that had held mbufs between them."""
+    def _runs(
+        self, total: int, head: Callable[[int], int], same: Callable[[int, int, int], bool]
+    ) -> Optional[List[Tuple[int, int]]]:
+        """(position, count) of each stretch of the cyclic order that a burst of ``total`` heads is made of, or None
+        when it holds a foreign address or more than MAX_FREE_RUNS stretches. ``head(i)`` is the i-th head;
+        ``same(start, position, n)``: the n heads from ``start`` are the n mbufs of the order from ``position``.
+
+        A free_q burst often joins two or three alloc bursts that had held mbufs between them. Bisection by single
+        lookups (is the n-th head where a stretch would put it?) finds where each stretch probably ends, and one
+        ``same`` proves it. Only a burst that leaves the order and comes back to it (not seen from the kernel, which
+        returns mbufs in the order it took them) takes the bisection by ``same``."""
         runs: List[Tuple[int, int]] = []
-        total, start = len(heads), 0
+        positions, count, start = self._position, self.count, 0
         while start < total:
-            position = self._position.get(heads[start])
+            position = positions.get(head(start))
             if position is None or len(runs) == MAX_FREE_RUNS:
                 return None
-            matching = self._stretch_length(heads, start, position, min(total - start, self.count))
+            longest = min(total - start, count)
+            if positions.get(head(start + longest - 1)) == (position + longest - 1) % count:
+                matching = longest
+            else:  # the (matching)-th head is in place, the (longest)-th is not
+                matching = 1
+                while longest - matching > 1:
+                    middle = (matching + longest) // 2
+                    if positions.get(head(start + middle - 1)) == (position + middle - 1) % count:
+                        matching = middle
+                    else:
+                        longest = middle
+            if not same(start, position, matching):
+                matching, longest = 1, matching  # the stretch broke off before the probes showed
+                while longest - matching > 1:
+                    middle = (matching + longest) // 2
+                    if same(start, position, middle):
+                        matching = middle
+                    else:
+                        longest = middle
             runs.append((position, matching))
             start += matching
         return runs
-
-    def _stretch_length(self, heads: Sequence[int], start: int, position: int, longest: int) -> int:
-        """How many of ``heads[start:start+longest]`` match the cyclic order from ``position`` (the first does).
-
-        Bisection by single lookups (is the n-th mbuf where a stretch would put it?) finds where the stretch
-        probably ends; one list comparison proves it. Only a burst that leaves the order and comes back to it (not
-        seen from the kernel, which returns mbufs in the order it took them) takes the bisection by list
-        comparisons, which costs a slice copy per step."""
-        cycle, positions, count = self._cycle, self._position, self.count
-        if positions.get(heads[start + longest - 1]) == (position + longest - 1) % count:
-            matching = longest
-        else:  # the (matching)-th mbuf is in place, the (longest)-th is not
-            matching = 1
-            while longest - matching > 1:
-                middle = (matching + longest) // 2
-                if positions.get(heads[start + middle - 1]) == (position + middle - 1) % count:
-                    matching = middle
-                else:
-                    longest = middle
-        if heads[start : start + matching] == cycle[position : position + matching]:
-            return matching
-        matching, longest = 1, matching  # the stretch broke off before the probes showed
-        while longest - matching > 1:
-            middle = (matching + longest) // 2
-            if heads[start : start + middle] == cycle[position : position + middle]:
-                matching = middle
-            else:
-                longest = middle
-        return matching
 
     def _all_held(self, runs: List[Tuple[int, int]]) -> bool:
         """Every mbuf of these stretches is out of the pool, and no two stretches share one."""

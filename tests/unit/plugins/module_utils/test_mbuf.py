@@ -337,7 +337,7 @@ def test_the_stretches_of_a_burst_are_found_even_where_the_order_leaves_and_come
     pool = MbufPool(anonymous_arena(SEGMENT), "pool", 64)
     order = pool._cycle  # pylint: disable=protected-access
     fooling = order[0:5] + order[40:41] + order[6:10]  # the 10th mbuf is where a stretch of 10 would put it
-    assert pool._runs(fooling) == [(0, 5), (40, 1), (6, 4)]  # pylint: disable=protected-access
+    assert pool._heads_runs(fooling) == [(0, 5), (40, 1), (6, 4)]  # pylint: disable=protected-access
     rng = random.Random(7)
     for _trial in range(300):
         heads: List[int] = []
@@ -347,7 +347,7 @@ def test_the_stretches_of_a_burst_are_found_even_where_the_order_leaves_and_come
             if rng.random() < 0.3:
                 heads.append(order[rng.randrange(64)])  # a stray mbuf, perhaps back in the order right after
         expected = naive_runs(pool, heads)
-        runs = pool._runs(heads)  # pylint: disable=protected-access
+        runs = pool._heads_runs(heads)  # pylint: disable=protected-access
         assert runs == (expected if len(expected) <= MAX_FREE_RUNS else None), heads
 
 
@@ -392,3 +392,25 @@ def test_freeing_packed_heads_checks_like_free_burst() -> None:
     assert pool.available == 3  # the chain's tail came back with its head
     pool.free_packed(packed(rest + stretch[14:20]))
     assert pool.available == 64 and pool.in_use == 0
+
+
+def test_packed_bursts_of_several_stretches_are_freed_from_their_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """free_packed finds the stretches in the bytes themselves, even where the burst leaves the order and comes
+    back to it, and never needs the general path for a burst of mbufs that were out of the pool."""
+    pool = MbufPool(anonymous_arena(SEGMENT), "pool", 64)
+    order = pool._cycle  # pylint: disable=protected-access
+    monkeypatch.setattr(MbufPool, "free_burst", lambda *_args: pytest.fail("general path taken"))
+    fooling = [*order[0:5], order[40], *order[6:10]]  # the 10th head is where a stretch of 10 would put it
+    rng = random.Random(11)
+    bursts = [fooling]
+    for _trial in range(200):
+        cuts = sorted(rng.sample(range(1, 64), 5))
+        pieces = [range(start, end) for start, end in zip([0, *cuts], [*cuts, 64])]
+        rng.shuffle(pieces)
+        turn = rng.randrange(64)  # stretches across the order's wrap-around too
+        bursts.append([order[(position + turn) % 64] for piece in pieces[: rng.randint(1, 6)] for position in piece])
+    pool.alloc_burst(64)
+    for heads in bursts:
+        assert pool.free_packed(packed(heads)) == len(heads)
+        assert pool.in_use == 64 - len(heads)
+        assert sorted(pool.alloc_burst(64)) == sorted(heads)
