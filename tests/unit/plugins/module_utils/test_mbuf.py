@@ -337,7 +337,7 @@ def test_the_stretches_of_a_burst_are_found_even_where_the_order_leaves_and_come
     pool = MbufPool(anonymous_arena(SEGMENT), "pool", 64)
     order = pool._cycle  # pylint: disable=protected-access
     fooling = order[0:5] + order[40:41] + order[6:10]  # the 10th mbuf is where a stretch of 10 would put it
-    assert pool._heads_runs(fooling) == [(0, 5), (40, 1), (6, 4)]  # pylint: disable=protected-access
+    assert pool._runs(fooling) == [(0, 5), (40, 1), (6, 4)]  # pylint: disable=protected-access
     rng = random.Random(7)
     for _trial in range(300):
         heads: List[int] = []
@@ -347,7 +347,7 @@ def test_the_stretches_of_a_burst_are_found_even_where_the_order_leaves_and_come
             if rng.random() < 0.3:
                 heads.append(order[rng.randrange(64)])  # a stray mbuf, perhaps back in the order right after
         expected = naive_runs(pool, heads)
-        runs = pool._heads_runs(heads)  # pylint: disable=protected-access
+        runs = pool._runs(heads)  # pylint: disable=protected-access
         assert runs == (expected if len(expected) <= MAX_FREE_RUNS else None), heads
 
 
