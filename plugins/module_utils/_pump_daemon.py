@@ -26,7 +26,7 @@ import os
 import select
 import socket
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Protocol, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Protocol, Sequence, Tuple, TypeVar, Union
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._abi import FIFO_AREA_SIZE, MAX_MBUF_BURST, KniError
 from ansible_collections.kernelnic.kni.plugins.module_utils._device import DeviceConfig, KniDevice
@@ -62,6 +62,7 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._pump_plan import Ac
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_state import StateError, write_state
 from ansible_collections.kernelnic.kni.plugins.module_utils._requests import KniRequest, RequestCallbacks
 
+T = TypeVar("T")
 BURST = MAX_MBUF_BURST
 # Egress drains whatever tx_q holds, up to this many per round: under load, fewer and bigger rounds leave more CPU
 # to the senders and the kernel thread. alloc_q is kept topped up to as many (at most half the pool), so the kernel
@@ -739,7 +740,9 @@ class PumpDaemon:
         )
         holder: List[Port] = []
         callbacks = self._callbacks(lambda: holder[0] if holder else None)
-        device, pool = self.kni.create(device_config, callbacks, self._request_error)
+        device, pool = self._while_pumping(
+            lambda: self.kni.create(device_config, callbacks, self._request_error), f"{name}: create"
+        )
         try:
             backend = open_backend(config.backend, pool, self._defer, mac)
         except BaseException:
@@ -755,12 +758,40 @@ class PumpDaemon:
         if (self.admin.get(name) or self.addresses.get(name)) and port.ifindex:
             self._restore.append(port)  # it was up or had addresses before (last daemon, or before a recreate)
 
-    def _remove(self, name: str) -> None:
+    def _remove(self, name: str, pumping: bool = True) -> None:
         port = self.ports.pop(name, None)
         if port is None:
             return
         port.backend.close()
-        self.kni.release(port.device, port.pool)
+        if pumping:
+            self._while_pumping(lambda: self.kni.release(port.device, port.pool), f"{name}: release")
+        else:
+            self.kni.release(port.device, port.pool)
+
+    def _while_pumping(self, function: Callable[[], T], description: str) -> T:
+        """``function()`` run on the worker while this thread keeps answering the other interfaces' requests.
+
+        For the CREATE and RELEASE ioctls: registering or unregistering a netdev takes RTNL, and the kernel holds
+        RTNL while it waits for this thread to answer a request, e.g. an `ip link set up` of an interface created
+        just before (networkd, an operator's script). Called here, both would wait until the request timed out
+        (3 s) and the `ip` command failed with "Timer expired"."""
+        results: List[T] = []
+        failures: List[BaseException] = []
+
+        def call() -> None:
+            try:
+                results.append(function())
+            except BaseException as exc:  # pylint: disable=broad-exception-caught  # raised again on this thread
+                failures.append(exc)
+
+        job = self.worker.submit(call, description)
+        if not self.ports:
+            job.done.wait()  # nobody to answer for
+        while not self.pump_until(job.done.is_set):
+            pass  # the ioctl always returns: RTNL comes free when the requests time out at the latest
+        if failures:
+            raise failures[0]
+        return results[0]
 
     def _update(self, port: Port, config: InterfaceConfig, changes: Sequence[str]) -> None:
         port.config = config
@@ -882,7 +913,7 @@ class PumpDaemon:
             self.control = None
         for name in list(self.ports):
             try:
-                self._remove(name)
+                self._remove(name, pumping=False)  # (at the end: not worth a worker round trip each)
             except (KniError, OSError) as exc:
                 LOG.warning("%s: release failed: %s", name, exc)
 

@@ -4,16 +4,20 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
 import struct
 import threading
+import time
 from pathlib import Path
-from typing import Iterator, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils._abi import RequestId
+from ansible_collections.kernelnic.kni.plugins.module_utils._abi import KniDeviceError, RequestId
+from ansible_collections.kernelnic.kni.plugins.module_utils._device import KniDevice
+from ansible_collections.kernelnic.kni.plugins.module_utils._mbuf import MbufPool
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_backends import NullBackend
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import ConfigError, mac_bytes, parse_interface
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import ControlClient, parse_request
@@ -496,3 +500,54 @@ def test_configured_addresses_are_persisted_and_put_back(daemon, tmp_path: Path)
     state = read_state(str(tmp_path))
     assert state is not None and state.addresses == {}
     restarted.close()
+
+
+class RtnlHeldKni(FakeKni):
+    """Plays the kernel holding RTNL for a request to ``holder``'s interface (someone's `ip link set up`) when the
+    pump creates or releases another: the CREATE/RELEASE ioctl waits for RTNL, i.e. for that answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holder: Optional[KniDevice] = None
+        self.answers: List[int] = []
+
+    def _wait_for_rtnl(self) -> None:
+        if self.holder is None:
+            return
+        kernel_request(self.holder, RequestId.CFG_NETWORK_IF, b"\x01")
+        deadline = time.monotonic() + 2.0
+        while (answer := kernel_answer(self.holder)) is None:
+            if time.monotonic() > deadline:  # the real kernel gives up after 3 s: `ip` fails, "Timer expired"
+                raise KniDeviceError("device create", errno.ETIME, "the up request was never answered")
+            time.sleep(0.001)
+        self.answers.append(answer)
+
+    def create(self, config, callbacks, on_error):  # type: ignore[no-untyped-def]
+        self._wait_for_rtnl()
+        return super().create(config, callbacks, on_error)
+
+    def release(self, device: KniDevice, pool: MbufPool) -> None:
+        self._wait_for_rtnl()
+        super().release(device, pool)
+
+
+def test_requests_are_answered_while_an_interface_is_created_or_released(tmp_path: Path) -> None:
+    kni = RtnlHeldKni()
+    pump = PumpDaemon(
+        Settings(str(tmp_path), str(tmp_path / "control.sock"), max_interfaces=3),
+        kni,
+        FakeLinks(),
+        ThreadWorker(),
+        None,
+        fake_system(),
+    )
+    try:
+        assert pump.start([parse_interface(SINK)]) == []
+        kni.holder = pump.ports["kni1"].device
+        assert call(pump, "apply", interface={"name": "kni2", "backend": "null"})["ok"]
+        assert call(pump, "delete", name="kni2")["ok"]
+        assert kni.answers == [0, 0] and pump.ports["kni1"].admin_up
+        assert sorted(pump.ports) == ["kni1"] and not pump.failed
+    finally:
+        kni.holder = None
+        pump.close()
