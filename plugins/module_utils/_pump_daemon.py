@@ -6,7 +6,7 @@ One thread does everything that touches the KNI FIFOs (they are single-producer/
 requests, moving frames each way per interface (a round takes up to EGRESS_BURST from tx_q and hands up to
 INGRESS_BURST to rx_q), the control socket and netlink events. A second
 thread (``RtnlWorker``) runs what needs RTNL (carrier, MTU/MAC changes the pump initiates, packet socket
-memberships), because the kernel holds RTNL while it waits for a request answer.
+memberships, the CREATE and RELEASE ioctls), because the kernel holds RTNL while it waits for a request answer.
 
 Polling adapts: while a round moves frames the loop spins, checking its descriptors only every few rounds; once
 rounds come back empty it sleeps in select() on the control socket, netlink and afpacket descriptors with a timeout
@@ -913,7 +913,7 @@ class PumpDaemon:
             self.control = None
         for name in list(self.ports):
             try:
-                self._remove(name, pumping=False)  # (at the end: not worth a worker round trip each)
+                self._remove(name, pumping=False)  # on this thread: a stuck worker cannot hold up the exit
             except (KniError, OSError) as exc:
                 LOG.warning("%s: release failed: %s", name, exc)
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from tests.guest.test_pump_kni import ENV, REPO, sh, teardown
+from tests.guest.test_pump_kni import ENV, REPO, sh, sysfs, teardown, wait_for
 
 RUN_DIR = "/tmp/kni-pump-startup"
 NAMES = [f"kstart{index}" for index in range(4)]
@@ -79,15 +79,12 @@ def test_interfaces_brought_up_while_others_are_created() -> None:
                     logged = wait_logged_ready(log_path, process)
                     assert all(code == 0 for _name, code, _error in results), (results, logged)
                     for name in NAMES:
-                        flags = int(sh(f"cat /sys/class/net/{name}/flags").stdout, 16)
-                        assert flags & 0x1, f"{name} is not up"
+                        assert int(sysfs(name, "flags"), 16) & 0x1, f"{name} is not up"
                 finally:
                     process.kill()
                     process.wait(30)
             assert "ERROR" not in logged, logged
-            deadline = time.monotonic() + 30
-            while any(os.path.exists(f"/sys/class/net/{name}") for name in NAMES):
-                assert time.monotonic() < deadline, "interfaces left after kill -9"
-                time.sleep(0.01)
+            gone = wait_for(lambda: not any(os.path.exists(f"/sys/class/net/{name}") for name in NAMES), 30)
+            assert gone, "interfaces left after kill -9"
     finally:
         teardown()
