@@ -23,6 +23,12 @@ No per-mbuf struct work is needed because of an invariant: a free mbuf always ha
 ``free_burst`` resets a chain's segments before they go back. The kernel writes only ``pkt_len``/``data_len``
 (egress) and chain ``next`` pointers (ingress), so it cannot break the invariant. Chains are tracked on the Python
 side too, because the kernel may leave ``next`` in PA form when it drops a packet (kni-abi.md §3.2).
+
+Content marks: a traffic source that puts the same frame into every mbuf (the null backend's) takes them with
+``alloc_same``, which marks them as holding that content and says whether all of them still did: then the source
+need not write them again. An mbuf's data changes only after ``alloc_burst`` has handed it out (to be written by us,
+or by the kernel as an alloc_q buffer for egress), and ``alloc_burst`` clears the marks of what it hands out, so a
+mark is never stale.
 """
 
 from __future__ import annotations
@@ -135,6 +141,9 @@ class MbufPool:
         self._available = count
         self._next_fit = 0  # where the next alloc starts looking
         self._ones = b"\x01" * count
+        # 1 at the position of each mbuf that still holds _marked_content, as alloc_same handed it out last
+        self._marks = bytearray(count)
+        self._marked_content = b""
         self._zeros = bytes(count)
         self._chains: Dict[int, List[int]] = {}
         self._pa_form: Optional[Dict[int, int]] = None
@@ -226,9 +235,19 @@ class MbufPool:
 
         Usually one run of neighbours, the first free one at or after the previous burst's end (see the module
         comment); pieces of several runs when the free mbufs are that scattered."""
+        return self._alloc(count, None)[0]
+
+    def alloc_same(self, count: int, content: bytes) -> Tuple[List[int], bool]:
+        """``alloc_burst`` for a writer that puts the same ``content`` into every mbuf it takes (a traffic source);
+        also True when every mbuf handed out still holds it from its last ``alloc_same`` for that content, so the
+        writer may leave them as they are. The mbufs count as holding it from now on: unless told they do, the
+        caller must write it (see "Content marks" in the module comment)."""
+        return self._alloc(count, content)
+
+    def _alloc(self, count: int, content: Optional[bytes]) -> Tuple[List[int], bool]:
         count = min(count, self._available)
         if count <= 0:
-            return []
+            return [], False
         held, zeros, position = self._held, self._zeros[:count], self._next_fit
         first = self.count - position  # mbufs before the order wraps around
         if first < count and held.endswith(zeros[:first]) and held.startswith(zeros[: count - first]):
@@ -238,14 +257,25 @@ class MbufPool:
             if position < 0:
                 position = held.find(zeros)
             if position < 0:
-                return self._alloc_pieces(count)
+                return self._alloc_pieces(count), False
             held[position : position + count] = self._ones[:count]
         self._next_fit = (position + count) % self.count
         self._available -= count
-        return self._cycle[position : position + count]
+        if content is None or content != self._marked_content:
+            if content is not None:  # a new content: no mbuf holds it yet
+                self._marks[:] = self._zeros
+                self._marked_content = content
+            unchanged = False
+            self._set_flags(position, count, self._ones if content is not None else zeros, self._marks)
+        else:
+            unchanged = self._flags(position, count, self._marks) == self._ones[:count]
+            if not unchanged:
+                self._set_flags(position, count, self._ones, self._marks)
+        return self._cycle[position : position + count], unchanged
 
     def _alloc_pieces(self, count: int) -> List[int]:
-        """``count`` (<= available) free mbufs gathered run by run, from the next-fit position on."""
+        """``count`` (<= available) free mbufs gathered run by run, from the next-fit position on; their content
+        marks are cleared."""
         held, burst, position = self._held, [], self._next_fit
         while len(burst) < count:
             start = held.find(0, position)
@@ -256,6 +286,7 @@ class MbufPool:
             end = held.find(1, start)
             end = min(self.count if end < 0 else end, start + count - len(burst))
             held[start:end] = self._ones[: end - start]
+            self._marks[start:end] = self._zeros[: end - start]
             burst += self._cycle[start:end]
             position = end % self.count
         self._next_fit = position
@@ -406,18 +437,21 @@ class MbufPool:
         for va in vas:
             flags[positions[va]] = 0
 
-    def _flags(self, position: int, count: int) -> bytes:
-        """The flags of ``count`` mbufs from ``position`` of the cyclic order (wrapping around), count <= pool."""
+    def _flags(self, position: int, count: int, flags: Optional[bytearray] = None) -> bytes:
+        """The flags (held ones, or ``flags``) of ``count`` mbufs from ``position`` of the cyclic order (wrapping
+        around), count <= pool."""
+        flags = self._held if flags is None else flags
         first = self.count - position
         if count <= first:
-            return bytes(self._held[position : position + count])
-        return bytes(self._held[position:] + self._held[: count - first])
+            return bytes(flags[position : position + count])
+        return bytes(flags[position:] + flags[: count - first])
 
-    def _set_flags(self, position: int, count: int, values: bytes) -> None:
+    def _set_flags(self, position: int, count: int, values: bytes, flags: Optional[bytearray] = None) -> None:
+        flags = self._held if flags is None else flags
         first = min(count, self.count - position)
-        self._held[position : position + first] = values[:first]
+        flags[position : position + first] = values[:first]
         if count > first:
-            self._held[: count - first] = values[: count - first]
+            flags[: count - first] = values[: count - first]
 
     def _release_scattered(self, heads: Sequence[int]) -> Tuple[List[int], Optional[KniMbufError]]:
         """Clear the flags of the mbufs that really were out of the pool; an error names any others."""

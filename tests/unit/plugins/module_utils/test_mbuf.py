@@ -414,3 +414,40 @@ def test_packed_bursts_of_several_stretches_are_freed_from_their_bytes(monkeypat
         assert pool.free_packed(packed(heads)) == len(heads)
         assert pool.in_use == 64 - len(heads)
         assert sorted(pool.alloc_burst(64)) == sorted(heads)
+
+
+def test_alloc_same_says_whether_every_mbuf_still_holds_the_content() -> None:
+    pool = MbufPool(anonymous_arena(SEGMENT), "pool", 64)
+    order = pool.alloc_burst(64)
+    pool.free_burst(order)  # the next alloc starts at the order's start again
+
+    def alloc_and_free(count: int, content: bytes) -> Tuple[List[int], bool]:
+        vas, unchanged = pool.alloc_same(count, content)
+        pool.free_burst(vas)
+        return vas, unchanged
+
+    assert alloc_and_free(40, b"A") == (order[:40], False)  # nothing was written yet
+    assert alloc_and_free(24, b"A") == (order[40:], False)
+    assert alloc_and_free(40, b"A") == (order[:40], True)
+    assert alloc_and_free(48, b"A") == (order[40:] + order[:24], True)  # across the wrap-around
+    assert alloc_and_free(16, b"B") == (order[24:40], False)  # another content: none holds it
+    assert alloc_and_free(64, b"A") == (order[40:] + order[:40], False)  # all held A, but that was forgotten
+    assert alloc_and_free(64, b"A") == (order[40:] + order[:40], True)
+    assert alloc_and_free(0, b"A") == ([], False)
+
+
+def test_any_other_alloc_forgets_that_an_mbuf_held_the_content() -> None:
+    """alloc_burst hands out mbufs to be written (by us, or by the kernel on egress): the next alloc_same of them
+    must say so, whether alloc_burst took one run or gathered scattered mbufs."""
+    pool = MbufPool(anonymous_arena(SEGMENT), "pool", 64)
+    marked, _unchanged = pool.alloc_same(64, b"A")
+    pool.free_burst(marked)
+    pool.free_burst(pool.alloc_burst(1))  # mbuf 0; the next alloc starts at 1
+    assert pool.alloc_same(64, b"A") == (marked[1:] + marked[:1], False)
+    pool.free_burst(marked[::2])
+    assert sorted(pool.alloc_burst(32)) == sorted(marked[::2])  # gathered from scattered mbufs
+    pool.free_burst(marked)
+    vas, unchanged = pool.alloc_same(64, b"A")
+    assert sorted(vas) == sorted(marked) and not unchanged
+    pool.free_burst(vas)
+    assert pool.alloc_same(64, b"A")[1]

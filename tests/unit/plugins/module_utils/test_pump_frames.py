@@ -181,3 +181,38 @@ def test_fill_same_writes_runs_of_mbufs_like_write_packet(length: int) -> None:
     scattered = pool.alloc_burst(pool.available)
     pool.free_burst(scattered[::2])
     assert_like_write_packet(pool, frames.fill_same(frame, 5), [frame] * 5)  # not one run: mbuf by mbuf
+
+
+@pytest.mark.parametrize("length", [64, 1514])
+def test_fill_same_writes_only_bursts_with_mbufs_that_do_not_hold_the_frame(length: int) -> None:
+    """A burst of mbufs that all come back untouched keeps the frame and is not written again; a burst with any
+    that were handed out for something else in between (another frame, egress) is written whole."""
+    pool = MbufPool(anonymous_arena(8 << 20), "pool", 64)
+    frames = MbufFrames(pool)
+    frame = (bytes(range(256)) * 6)[:length]
+
+    def poison(vas: List[int]) -> None:
+        """Change the data behind the pool's back: shows whether fill_same writes these mbufs."""
+        for va in vas:
+            offset = va - pool.arena.base_va + frames.data_start
+            pool.arena.view[offset : offset + 4] = b"\xff\xff\xff\xff"
+
+    vas = frames.fill_same(frame, 64)
+    assert_like_write_packet(pool, vas, [frame] * 64)
+    pool.free_burst(vas)
+    other = pool.alloc_burst(8)  # the order's first 8 mbufs, written with something else (as egress would be)
+    for va in other:
+        pool.write_packet(va, b"\xab" * 100)
+    pool.free_burst(other)
+    poison(vas[8:16])
+    pool.free_burst(pool.alloc_burst(56))  # the next alloc starts at the order's start again
+    again = frames.fill_same(frame, 64)
+    assert again == vas
+    assert_like_write_packet(pool, again, [frame] * 64)
+    pool.free_burst(again)
+    poison(vas[8:16])
+    assert frames.fill_same(frame, 64) == vas
+    assert pool.read_packet(vas[8]) == b"\xff" * 4 + frame[4:]  # every mbuf held the frame: none written
+    assert_like_write_packet(pool, vas[16:], [frame] * 48)
+    pool.free_burst(vas)
+    assert_like_write_packet(pool, frames.fill_same(frame[::-1], 64), [frame[::-1]] * 64)
