@@ -261,17 +261,17 @@ class MbufPool:
             held[position : position + count] = self._ones[:count]
         self._next_fit = (position + count) % self.count
         self._available -= count
-        if content is None or content != self._marked_content:
-            if content is not None:  # a new content: no mbuf holds it yet
-                self._marks[:] = self._zeros
-                self._marked_content = content
-            unchanged = False
-            self._set_flags(position, count, self._ones if content is not None else zeros, self._marks)
-        else:
-            unchanged = self._flags(position, count, self._marks) == self._ones[:count]
-            if not unchanged:
-                self._set_flags(position, count, self._ones, self._marks)
-        return self._cycle[position : position + count], unchanged
+        vas, marks = self._cycle[position : position + count], self._marks
+        if content is None:
+            self._set_flags(position, count, zeros, marks)
+            return vas, False
+        if content != self._marked_content:  # no mbuf holds this one yet
+            marks[:] = self._zeros
+            self._marked_content = content
+        unchanged = self._flags(position, count, marks) == self._ones[:count]
+        if not unchanged:
+            self._set_flags(position, count, self._ones, marks)
+        return vas, unchanged
 
     def _alloc_pieces(self, count: int) -> List[int]:
         """``count`` (<= available) free mbufs gathered run by run, from the next-fit position on; their content
