@@ -248,6 +248,9 @@ class MbufPool:
         count = min(count, self._available)
         if count <= 0:
             return [], False
+        if content is not None and content != self._marked_content:  # no mbuf holds this one yet
+            self._marks[:] = self._zeros
+            self._marked_content = content
         held, zeros, position = self._held, self._zeros[:count], self._next_fit
         first = self.count - position  # mbufs before the order wraps around
         if first < count and held.endswith(zeros[:first]) and held.startswith(zeros[: count - first]):
@@ -257,7 +260,7 @@ class MbufPool:
             if position < 0:
                 position = held.find(zeros)
             if position < 0:
-                return self._alloc_pieces(count), False
+                return self._alloc_pieces(count, content is not None)
             held[position : position + count] = self._ones[:count]
         self._next_fit = (position + count) % self.count
         self._available -= count
@@ -265,18 +268,16 @@ class MbufPool:
         if content is None:
             self._set_flags(position, count, zeros, marks)
             return vas, False
-        if content != self._marked_content:  # no mbuf holds this one yet
-            marks[:] = self._zeros
-            self._marked_content = content
         unchanged = self._flags(position, count, marks) == self._ones[:count]
         if not unchanged:
             self._set_flags(position, count, self._ones, marks)
         return vas, unchanged
 
-    def _alloc_pieces(self, count: int) -> List[int]:
-        """``count`` (<= available) free mbufs gathered run by run, from the next-fit position on; their content
-        marks are cleared."""
-        held, burst, position = self._held, [], self._next_fit
+    def _alloc_pieces(self, count: int, marking: bool) -> Tuple[List[int], bool]:
+        """``_alloc`` of ``count`` (<= available) free mbufs gathered run by run, from the next-fit position on."""
+        held, marks, burst, position = self._held, self._marks, [], self._next_fit
+        mark = self._ones if marking else self._zeros
+        unchanged = marking
         while len(burst) < count:
             start = held.find(0, position)
             if start < 0:
@@ -286,12 +287,13 @@ class MbufPool:
             end = held.find(1, start)
             end = min(self.count if end < 0 else end, start + count - len(burst))
             held[start:end] = self._ones[: end - start]
-            self._marks[start:end] = self._zeros[: end - start]
+            unchanged = unchanged and marks[start:end] == mark[: end - start]
+            marks[start:end] = mark[: end - start]
             burst += self._cycle[start:end]
             position = end % self.count
         self._next_fit = position
         self._available -= len(burst)
-        return burst
+        return burst, unchanged
 
     def free_burst(self, heads: Sequence[int], position: Optional[int] = None) -> None:
         """Return packets (chain heads) to the pool, with all their segments; rejects foreign and double frees.

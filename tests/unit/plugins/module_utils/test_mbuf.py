@@ -451,3 +451,21 @@ def test_any_other_alloc_forgets_that_an_mbuf_held_the_content() -> None:
     assert sorted(vas) == sorted(marked) and not unchanged
     pool.free_burst(vas)
     assert pool.alloc_same(64, b"A")[1]
+
+
+def test_alloc_same_gathered_from_scattered_mbufs() -> None:
+    """With no run of free neighbours long enough, the burst is gathered mbuf by mbuf, and its marks still count."""
+    pool = MbufPool(anonymous_arena(SEGMENT), "pool", 64)
+    marked, _unchanged = pool.alloc_same(64, b"A")
+    evens = marked[::2]
+    pool.free_burst(evens)
+    vas, unchanged = pool.alloc_same(32, b"A")
+    assert sorted(vas) == sorted(evens) and unchanged
+    pool.free_burst(evens)
+    assert sorted(pool.alloc_burst(2)) == sorted(marked[:3:2])  # gathered too; now to be written
+    pool.free_burst(marked[:3:2])
+    vas, unchanged = pool.alloc_same(32, b"A")
+    assert sorted(vas) == sorted(evens) and not unchanged
+    pool.free_burst(evens)
+    vas, unchanged = pool.alloc_same(32, b"A")
+    assert sorted(vas) == sorted(evens) and unchanged
