@@ -463,9 +463,20 @@ def ingress_rate(side_factory: Callable[[bytes], object], size: int) -> IngressR
 
 
 def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of the live threads of ``pid`` so far, in nanoseconds from each one's schedstat where the kernel has
+    it: /proc/<pid>/stat counts 10 ms clock ticks, a fifth of the idle figure's whole budget over its 5 s."""
+    if not os.path.exists(f"/proc/{pid}/schedstat"):
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat", encoding="ascii") as handle:
+                total += int(handle.read().split()[0])
+        except FileNotFoundError:  # the thread ended meanwhile
+            pass
+    return total / 1e9
 
 
 def kni_threads() -> List[int]:

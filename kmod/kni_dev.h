@@ -10,6 +10,7 @@
 #include <linux/list.h>
 #include <linux/mutex.h>
 #include <linux/netdevice.h>
+#include <linux/poll.h>
 #include <linux/rwsem.h>
 #include <linux/skbuff.h>
 #include <linux/u64_stats_sync.h>
@@ -90,6 +91,7 @@ struct kni_net {
 	struct task_struct *single_thread;
 	struct kni_region *regions[RTE_KNI_MEM_REGIONS_MAX];
 	unsigned int nr_regions;
+	wait_queue_head_t poll_wq;	/* poll() on /dev/kni (extension) */
 };
 
 /*
@@ -201,5 +203,16 @@ void kni_return_leftovers(struct kni_dev *kni);
 int kni_thread_attach(struct kni_net *knet, struct kni_dev *kni);
 void kni_thread_detach(struct kni_dev *kni);
 void kni_thread_stop_single(struct kni_net *knet);
+
+/*
+ * kni posted a request or egress frames: wake the /dev/kni opener if it
+ * sleeps in poll().  Without a sleeper this is one barrier and a check.
+ */
+static inline void kni_wake_poller(struct kni_dev *kni)
+{
+	if (wq_has_sleeper(&kni->knet->poll_wq))
+		wake_up_interruptible_poll(&kni->knet->poll_wq,
+					   EPOLLIN | EPOLLRDNORM);
+}
 
 #endif /* KNI_DEV_H */

@@ -32,6 +32,7 @@ static int __net_init kni_net_init(struct net *net)
 	mutex_init(&knet->ioctl_lock);
 	init_rwsem(&knet->devs_lock);
 	INIT_LIST_HEAD(&knet->devs);
+	init_waitqueue_head(&knet->poll_wq);
 	return 0;
 }
 
@@ -399,10 +400,37 @@ static int kni_release(struct inode *inode, struct file *file)
 	return 0;
 }
 
+/*
+ * Extension: readable while any device of this netns has a request on
+ * req_q or frames on tx_q, so an idle opener can sleep in poll() instead
+ * of polling the FIFOs.  Never writable: an upstream module, which has no
+ * poll, reports every file as readable and writable.
+ */
+static __poll_t kni_poll(struct file *file, poll_table *wait)
+{
+	struct kni_net *knet = kni_net_of(file->private_data);
+	struct kni_dev *kni;
+	__poll_t mask = 0;
+
+	poll_wait(file, &knet->poll_wq, wait);
+	/* Pairs with wq_has_sleeper() in kni_wake_poller(). */
+	smp_mb();
+	down_read(&knet->devs_lock);
+	list_for_each_entry(kni, &knet->devs, list) {
+		if (kni_ring_count(&kni->req_q) || kni_ring_count(&kni->tx_q)) {
+			mask = EPOLLIN | EPOLLRDNORM;
+			break;
+		}
+	}
+	up_read(&knet->devs_lock);
+	return mask;
+}
+
 static const struct file_operations kni_fops = {
 	.owner		= THIS_MODULE,
 	.open		= kni_open,
 	.release	= kni_release,
+	.poll		= kni_poll,
 	.unlocked_ioctl	= kni_ioctl,
 	.compat_ioctl	= kni_compat_ioctl,
 };

@@ -95,6 +95,7 @@ int kni_request(struct kni_dev *kni, struct rte_kni_request *req,
 		ret = -EBUSY;
 		goto out;
 	}
+	kni_wake_poller(kni);
 	if (req->async) {
 		ret = 0;
 		goto out;

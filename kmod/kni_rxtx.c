@@ -254,6 +254,7 @@ static int kni_tx_post(struct kni_dev *kni, u64 entry, const void *data,
 
 	uva = kni_mbuf_uva(entry, &m);
 	kni_ring_put(&kni->tx_q, &uva, 1);
+	kni_wake_poller(kni);
 	kni_count_tx(kni, padded);
 	return 0;
 }

@@ -19,6 +19,7 @@ import errno
 import fcntl
 import mmap
 import os
+import select
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
@@ -190,6 +191,13 @@ class KniControl:
         if self._fd is None:
             raise KniDeviceError("ioctl", errno.EBADF, f"{self.path} is closed")
         return self._fd
+
+    def kernel_wakes_pollers(self) -> bool:
+        """Whether poll() on /dev/kni sleeps until the kernel posts a request or egress frames (an extension of this
+        collection's module). A module without it (upstream's) reports the file as always readable and writable."""
+        poller = select.poll()
+        poller.register(self.fileno(), select.POLLIN | select.POLLOUT)
+        return not any(events & select.POLLOUT for _fd, events in poller.poll(0))
 
     def ioctl(self, step: str, request: int, argument: bytearray, hints: Dict[int, str], subject: str) -> None:
         try:

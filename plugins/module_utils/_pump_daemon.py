@@ -10,13 +10,17 @@ memberships, the CREATE and RELEASE ioctls), because the kernel holds RTNL while
 
 Polling adapts: while a round moves frames the loop spins, checking its descriptors only every few rounds; once
 rounds come back empty it sleeps in select() on the control socket, netlink and afpacket descriptors with a timeout
-that doubles from 50 us to ``request_poll`` (2 ms). Any readable descriptor or moved frame resets it. KNI FIFOs have
-no descriptor, so an idle pump must look at them: at the end of the ladder each wake-up only reads the write and
-read indices of every interface's req_q and tx_q (no syscall, no allocation) and does a full round (free_q,
-alloc_q, backends, retries) only when they hold something or every ``max_idle_sleep`` (500 ms). For ``warm_idle``
-(2 s) after the last activity it wakes every ``request_poll``; after that, every ``deep_poll`` (100 ms). A kernel
-request thus waits at most 2 ms for a pump that was recently busy and at most 100 ms after a long silence (the
-kernel waits 3 s), and a silent pump costs 10 cheap wake-ups a second.
+that doubles from 50 us to ``request_poll`` (2 ms). Any readable descriptor or moved frame resets it. At the end
+of the ladder each wake-up only reads the write and read indices of every interface's req_q and tx_q (no syscall,
+no allocation) and does a full round (free_q, alloc_q, backends, retries) only when they hold something or every
+``max_idle_sleep`` (500 ms).
+
+This collection's rte_kni makes /dev/kni readable while a req_q or tx_q holds something and wakes a poll() on it
+when it posts there: with it in the select() set an idle pump sleeps until the kernel has work for it or its next
+full round, so a request after a long silence is answered at once and a silent pump wakes about four times a
+second. Upstream's module has no poll() (``KniHost.fileno`` is None): the FIFOs are then looked at every
+``request_poll`` for ``warm_idle`` (2 s) after the last activity and every ``deep_poll`` (100 ms) after that, so a
+request waits at most 2 ms for a recently busy pump and at most 100 ms after a long silence (the kernel waits 3 s).
 """
 
 from __future__ import annotations
@@ -128,6 +132,9 @@ class KniHost(Protocol):
     ) -> Tuple[KniDevice, MbufPool]: ...
 
     def release(self, device: KniDevice, pool: MbufPool) -> None: ...
+
+    # A descriptor that turns readable when the kernel posts a request or egress frames, if there is one.
+    def fileno(self) -> Optional[int]: ...
 
     def close(self) -> None: ...
 
@@ -394,6 +401,7 @@ class PumpDaemon:
     def run(self, until: Optional[Callable[[], bool]] = None) -> None:
         """Pump until ``stop()`` (or ``until()`` is true; while busy it is asked every BUSY_CHECK_INTERVAL)."""
         settings = self.settings
+        kernel_wakes = self.kni.fileno() is not None
         idle = busy_rounds = 0
         last_round = last_activity = last_check = idle_since = time.monotonic()
         while not self.stopping:
@@ -403,8 +411,11 @@ class PumpDaemon:
                     return
                 now = time.monotonic()
                 if now - last_round < settings.max_idle_sleep:
-                    quiet = now - last_activity > settings.warm_idle
-                    self.sleep = settings.deep_poll if quiet else settings.request_poll
+                    if kernel_wakes:  # /dev/kni turns readable for requests and egress: sleep until housekeeping
+                        self.sleep = max(settings.request_poll, settings.max_idle_sleep - (now - last_round))
+                    else:
+                        quiet = now - last_activity > settings.warm_idle
+                        self.sleep = settings.deep_poll if quiet else settings.request_poll
                     if self.wait(self.sleep):
                         idle, self.sleep, last_activity = 0, 0.0, time.monotonic()  # a client or traffic
                     continue
@@ -500,6 +511,9 @@ class PumpDaemon:
             writers += self.control.writers()
         if self.monitor is not None:
             readers.append(self.monitor.fileno())
+        kernel = self.kni.fileno()
+        if kernel is not None:
+            readers.append(kernel)
         for port in self.ports.values():
             fd = port.backend.fileno()
             if fd is not None:

@@ -4,14 +4,16 @@
 
 The arena is mapped once, at start, and registered with RTE_KNI_IOCTL_REGISTER_MEM before the first CREATE: this
 module's strict mode then checks every address the kernel is handed against it. An upstream rte_kni module refuses
-the ioctl with EINVAL; the pump then runs unregistered and says so. IOVA=VA is the default: it needs no physical
+the ioctl with EINVAL; the pump then runs unregistered and says so. This module also wakes a poll() on /dev/kni when
+it posts a request or egress frames, so an idle pump sleeps until then (or its housekeeping) instead of polling
+the FIFOs; with upstream's it polls them. IOVA=VA is the default: it needs no physical
 addresses, hence no CAP_SYS_ADMIN for /proc/self/pagemap.
 """
 
 from __future__ import annotations
 
 import errno
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
     CACHE_LINE_SIZE,
@@ -52,6 +54,7 @@ class KernelKni:
         page = hugepage_size(read_meminfo())
         self.control = KniControl(device_path)
         try:
+            self._wakeup_fd = self.control.fileno() if self.control.kernel_wakes_pollers() else None
             self.arena: Arena = map_hugepages(arena_bytes(max_interfaces, pool_size, object_size, page), iova_mode)
         except BaseException:
             self.control.close()
@@ -65,6 +68,10 @@ class KernelKni:
                 raise
             self.strict = False
             LOG.warning("the rte_kni module has no strict mode (REGISTER_MEM refused): running unregistered")
+
+    def fileno(self) -> Optional[int]:
+        """/dev/kni, when this module wakes a poll() on it for requests and egress frames; None with upstream's."""
+        return self._wakeup_fd
 
     def create(
         self, config: DeviceConfig, callbacks: RequestCallbacks, on_error: Callable[[KniRequest, BaseException], None]

@@ -4,14 +4,27 @@
 from __future__ import annotations
 
 import errno
+import select
+import socket
 import statistics
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 
 import pytest
 
-from tests.guest.kni_fixtures import KNI_MAC, kni_module, link_json, rig, set_mtu_ioctl, sh, sysfs, wait_for
+from tests.guest.kni_fixtures import (
+    KNI_MAC,
+    PEER_IP,
+    kni_module,
+    link_json,
+    rig,
+    set_mtu_ioctl,
+    sh,
+    sysfs,
+    wait_for,
+)
 
 pytestmark = pytest.mark.usefixtures("kni_hugepages")
 
@@ -130,3 +143,58 @@ def test_bifurcated_interface_down_does_not_deadlock(report: Callable[[str], Non
         assert down - baseline < 1.5 and "UP" not in flags()
         assert ip("up").returncode == 0
         bench.remove("kni0")  # released while up, with the RTNL-taking callback still installed
+
+
+def poll_woken_by(poller: select.poll, action: Callable[[], None]) -> tuple[float, list]:
+    """(seconds a poll() with a 10 s timeout slept, its events) when ``action`` runs 0.3 s into it."""
+    outcome: dict = {}
+
+    def sleeper() -> None:
+        started = time.monotonic()
+        outcome["events"] = poller.poll(10_000)
+        outcome["slept"] = time.monotonic() - started
+
+    thread = threading.Thread(target=sleeper)
+    thread.start()
+    time.sleep(0.3)
+    action()
+    thread.join(15)
+    return outcome["slept"], outcome["events"]
+
+
+def test_poll_on_dev_kni_wakes_for_egress_and_requests() -> None:
+    """Extension: /dev/kni turns readable when the kernel posts egress frames or a request (and never writable), so
+    an idle opener can sleep in poll() instead of polling the FIFOs."""
+    with kni_module(), rig() as bench:
+        device = bench.add("kni0", max_mtu=9000)
+        bench.configure_ip("kni0")
+        assert bench.control.kernel_wakes_pollers()
+        bench.collect("kni0", 1000, timeout=0.5)  # whatever the interface sent on its way up
+        fd = bench.control.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLOUT)
+        assert poller.poll(0) == []  # nothing pending: not readable, and never writable
+
+        def transmit() -> None:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.sendto(b"wake", (PEER_IP, 9))
+
+        slept, events = poll_woken_by(poller, transmit)
+        assert events == [(fd, select.POLLIN)] and 0.25 < slept < 2.0, (slept, events)
+        assert len(bench.collect("kni0", 1)) == 1
+        assert poller.poll(0) == []  # tx_q drained
+
+        bench.close_control_thread()  # this thread answers the request itself
+        changes: list = []
+
+        def change_mtu() -> None:
+            changes.append(subprocess.Popen(["ip", "link", "set", "dev", "kni0", "mtu", "1400"]))
+
+        slept, events = poll_woken_by(poller, change_mtu)
+        assert events == [(fd, select.POLLIN)] and 0.25 < slept < 2.0, (slept, events)
+        deadline = time.monotonic() + 10
+        while changes[0].poll() is None and time.monotonic() < deadline:
+            device.poll_requests()
+            time.sleep(0.001)
+        assert changes[0].wait(10) == 0 and sysfs("kni0", "mtu") == "1400"
+        assert poller.poll(0) == []

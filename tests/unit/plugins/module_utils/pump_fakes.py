@@ -65,6 +65,9 @@ class FakeKni:
         pool.close()
         self.devices.pop(device.name, None)
 
+    def fileno(self) -> Optional[int]:
+        return None  # the FIFOs must be polled, as with upstream's module
+
     def close(self) -> None:
         pass
 

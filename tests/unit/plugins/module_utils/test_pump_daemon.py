@@ -551,3 +551,50 @@ def test_requests_are_answered_while_an_interface_is_created_or_released(tmp_pat
     finally:
         kni.holder = None
         pump.close()
+
+
+class WakingKni(FakeKni):
+    """A module that wakes a poll() on /dev/kni: the test writes to a pipe where the kernel would wake the pump."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wake_read, self.wake_write = os.pipe()
+
+    def fileno(self) -> Optional[int]:
+        return self.wake_read
+
+    def close(self) -> None:
+        os.close(self.wake_read)
+        os.close(self.wake_write)
+
+
+def test_an_idle_pump_sleeps_until_the_kernel_wakes_it(tmp_path: Path) -> None:
+    kni = WakingKni()
+    settings = Settings(str(tmp_path), max_interfaces=3, request_poll=0.001, deep_poll=0.001, max_idle_sleep=0.5)
+    pump = PumpDaemon(settings, kni, FakeLinks(), ThreadWorker(), None, fake_system(["veth0"]))
+    assert pump.start([parse_interface(LOOP)]) == []
+    device = pump.ports["kni0"].device
+    posted: List[float] = []
+
+    def post() -> None:  # the kernel: a request, and the wakeup (/dev/kni turns readable)
+        kernel_request(device, RequestId.CHANGE_MTU, struct.pack("<I", 1300))
+        posted.append(time.monotonic())
+        os.write(kni.wake_write, b"x")
+
+    timer = threading.Timer(0.15, post)
+    deadline = time.monotonic() + 5
+
+    def until() -> bool:
+        if pump.sleep > 0.3 and not timer.is_alive() and not posted:
+            timer.start()  # 0.15 s into a sleep the pump wanted to last until its housekeeping round
+        return (bool(posted) and kernel_answer(device) is not None) or time.monotonic() > deadline
+
+    try:
+        pump.run(until=until)
+        answered = time.monotonic()
+    finally:
+        timer.cancel()
+        pump.close()
+        kni.close()
+    assert posted, "the idle pump never slept until its housekeeping round"
+    assert answered - posted[0] < 0.1  # woken, not at the end of its sleep
