@@ -32,7 +32,12 @@ import socket
 import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Protocol, Sequence, Tuple, TypeVar, Union
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._abi import FIFO_AREA_SIZE, MAX_MBUF_BURST, KniError
+from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
+    FIFO_AREA_SIZE,
+    FIFO_COUNT_MAX,
+    MAX_MBUF_BURST,
+    KniError,
+)
 from ansible_collections.kernelnic.kni.plugins.module_utils._device import DeviceConfig, KniDevice
 from ansible_collections.kernelnic.kni.plugins.module_utils._mbuf import MbufPool
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_backends import (
@@ -77,16 +82,17 @@ ALLOC_Q_TARGET = EGRESS_BURST
 # 256 instead of 128 took 6-10 % less pump CPU per datagram in the 6.1 and 7.x guests (64- and 1500-byte frames).
 INGRESS_BURST = 8 * MAX_MBUF_BURST
 FREE_BURST = 16 * MAX_MBUF_BURST  # mbufs taken back from free_q per round: at least what a round can hand out
-# At most this many of our mbufs (and at most 3/8 of the pool) wait in rx_q, so the pool keeps egress buffers. What
-# the kernel still has queued when the pump starts waiting for room covers the pump's late wakeups: in the 6.1 guest
-# 768 gave 6-9 % more ingress than 384 (and less idle CPU), since a loaded guest wakes a sleeping pump up to a
-# millisecond late.
-INGRESS_IN_FLIGHT = 768
-# mbufs per interface. alloc_q keeps up to 512 of them and rx_q up to 768: with 1024 (and 384 in flight), ingress
+# At most this many of our mbufs (all rx_q holds, and at most 3/8 of the pool) wait in rx_q, so the pool keeps egress
+# buffers. What the kernel still has queued when the pump starts waiting for room covers the pump's late wakeups:
+# in the 6.1 guest 768 gave 6-9 % more ingress than 384, and 1023 another 2-12 % (64 bytes) and 8 % (1500 bytes)
+# with less idle CPU, since a pump that shares its CPU with the application can wait several milliseconds for it
+# (6.1's scheduler gives each of two busy tasks a slice of several milliseconds).
+INGRESS_IN_FLIGHT = FIFO_COUNT_MAX - 1
+# mbufs per interface. alloc_q keeps up to 512 of them and rx_q up to 1023: with 1024 (and 384 in flight), ingress
 # cycled through 512 with at most 128 free at a time, too few for its bursts to find free neighbours (in 64-byte
 # ingress runs in the 6.1 guest, up to 40 % of the alloc bursts were gathered from scattered mbufs and up to half the
-# freed bursts came in pieces; with 2048, none and a fifth).
-DEFAULT_POOL_SIZE = 2048
+# freed bursts came in pieces; with 2048 and 768 in flight, none and a fifth). 3072 leaves as many free with 1023.
+DEFAULT_POOL_SIZE = 3072
 
 
 def alloc_q_target(pool_size: int) -> int:
