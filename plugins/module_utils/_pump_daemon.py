@@ -346,6 +346,7 @@ class PumpDaemon:
     ) -> None:
         self.settings = settings
         self.kni = kni
+        self._kernel_fd = kni.fileno()  # /dev/kni when the module wakes a poll() on it (fixed for the daemon's life)
         self.links = links
         self.worker = worker
         self.monitor = monitor
@@ -407,7 +408,7 @@ class PumpDaemon:
     def run(self, until: Optional[Callable[[], bool]] = None) -> None:
         """Pump until ``stop()`` (or ``until()`` is true; while busy it is asked every BUSY_CHECK_INTERVAL)."""
         settings = self.settings
-        kernel_wakes = self.kni.fileno() is not None
+        kernel_wakes = self._kernel_fd is not None
         idle = busy_rounds = 0
         last_round = last_activity = last_check = idle_since = time.monotonic()
         while not self.stopping:
@@ -517,9 +518,8 @@ class PumpDaemon:
             writers += self.control.writers()
         if self.monitor is not None:
             readers.append(self.monitor.fileno())
-        kernel = self.kni.fileno()
-        if kernel is not None:
-            readers.append(kernel)
+        if self._kernel_fd is not None:
+            readers.append(self._kernel_fd)
         for port in self.ports.values():
             fd = port.backend.fileno()
             if fd is not None:

@@ -22,13 +22,11 @@ import time
 
 import pytest
 
+from tests.guest.kni_fixtures import KNI_IP, KNI_MAC, PEER_IP, PEER_MAC, udp_frame
 from tests.guest.test_pump_kni import ENV, sh, teardown, wait_for
 
 RUN_DIR = "/tmp/kni-pump-source"
 NAME = "ksource0"
-MAC = "02:00:00:89:00:01"
-PEER_MAC = "02:00:00:89:00:02"
-ADDRESS, PEER = "10.89.0.1", "10.89.0.2"
 PORT = 9898
 SECONDS = 3.0
 ETH_P_ALL = 0x0003
@@ -46,7 +44,7 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._pump_netlink import
 
 worker, kni = RtnlWorker(), KernelKni(max_interfaces=1)
 daemon = PumpDaemon(Settings("{RUN_DIR}/state", max_interfaces=1), kni, RtnlClient(), worker)
-daemon.start([parse_interface({{"name": "{NAME}", "mac": "{MAC}", "backend": "null", "carrier": "on"}})])
+daemon.start([parse_interface({{"name": "{NAME}", "mac": "{KNI_MAC.hex(":")}", "backend": "null", "carrier": "on"}})])
 port = daemon.ports["{NAME}"]
 port.backend.close()
 port.backend = NullBackend(port.pool, daemon._defer, bytes.fromhex(sys.argv[1]))
@@ -57,21 +55,6 @@ daemon.close()
 worker.stop()
 kni.close()
 """
-
-
-def udp_frame(length: int) -> bytes:
-    """An Ethernet/IPv4/UDP frame of ``length`` bytes from PEER to ADDRESS (UDP checksum 0: none)."""
-    payload = bytes(range(256)) * 6
-    payload = payload[: length - 42]
-    udp = (40000).to_bytes(2, "big") + PORT.to_bytes(2, "big") + (8 + len(payload)).to_bytes(2, "big") + bytes(2)
-    header = bytearray(b"\x45\x00" + (20 + len(udp) + len(payload)).to_bytes(2, "big") + b"\x00\x00\x40\x00\x40\x11")
-    header += bytes(2) + socket.inet_aton(PEER) + socket.inet_aton(ADDRESS)
-    total = sum(int.from_bytes(header[index : index + 2], "big") for index in range(0, 20, 2))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    header[10:12] = (~total & 0xFFFF).to_bytes(2, "big")
-    ethernet = bytes.fromhex(MAC.replace(":", "")) + bytes.fromhex(PEER_MAC.replace(":", "")) + b"\x08\x00"
-    return ethernet + bytes(header) + udp + payload
 
 
 def gro_off(name: str) -> None:
@@ -87,7 +70,7 @@ def send_egress(length: int, stop: threading.Event, sent: list[int]) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         while not stop.is_set():
             try:
-                sock.sendto(payload, (PEER, PORT))
+                sock.sendto(payload, (PEER_IP, PORT))
                 sent[0] += 1
             except OSError:  # ENOBUFS while the interface's queue is full
                 time.sleep(0.001)
@@ -120,7 +103,8 @@ def test_source_frames_arrive_intact_while_egress_shares_the_pool(length: int) -
     sh(f"insmod {os.path.join(os.environ['KNI_TEST_MODULES'], 'rte_kni.ko')}")
     sh("echo 16 > /proc/sys/vm/nr_hugepages")
     sh(f"rm -rf {RUN_DIR} && mkdir -p {RUN_DIR}/state")
-    frame, stop_file = udp_frame(length), f"{RUN_DIR}/stop"
+    frame = udp_frame((bytes(range(256)) * 6)[: length - 42], PORT)  # from the peer to the interface
+    stop_file = f"{RUN_DIR}/stop"
     command = [sys.executable, "-S", "-c", SOURCE_PUMP, frame.hex(), stop_file]
     process = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, text=True)
     stop, sent = threading.Event(), [0]
@@ -129,8 +113,8 @@ def test_source_frames_arrive_intact_while_egress_shares_the_pool(length: int) -
         assert process.stdout is not None and process.stdout.readline().strip() == "ready"
         assert wait_for(lambda: os.path.exists(f"/sys/class/net/{NAME}"))
         gro_off(NAME)  # frames arrive one by one
-        sh(f"ip link set {NAME} up && ip addr add {ADDRESS}/24 dev {NAME}")
-        sh(f"ip neigh replace {PEER} lladdr {PEER_MAC} dev {NAME}")
+        sh(f"ip link set {NAME} up && ip addr add {KNI_IP}/24 dev {NAME}")
+        sh(f"ip neigh replace {PEER_IP} lladdr {PEER_MAC.hex(':')} dev {NAME}")
         sender.start()
         matching, different = receive(frame)
         stop.set()
