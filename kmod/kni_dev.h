@@ -59,6 +59,7 @@ extern bool kni_multiple_kthread;
 extern bool kni_default_carrier;
 extern bool kni_bifurcated;
 extern bool kni_strict_required;
+extern bool kni_multi_open;
 extern unsigned long kni_min_interval_us;
 extern unsigned long kni_max_interval_us;
 extern unsigned long kni_idle_interval_us;
@@ -82,13 +83,27 @@ struct kni_region {
 	unsigned long nr_extents;
 };
 
-/* Per network namespace state; at most one /dev/kni opener. */
+/*
+ * Per network namespace state.  One /dev/kni opener, or several with
+ * multi_open=on; devs holds every opener's devices (names are unique per
+ * netns) and is what the single kthread serves.
+ */
 struct kni_net {
-	unsigned long in_use;		/* bit 0: /dev/kni is open */
-	struct mutex ioctl_lock;	/* CREATE, RELEASE, REGISTER_MEM, close */
+	unsigned int openers;		/* open files, under ioctl_lock */
+	struct mutex ioctl_lock;	/* CREATE, RELEASE, REGISTER_MEM, open, close */
 	struct rw_semaphore devs_lock;	/* devs, against the single kthread */
 	struct list_head devs;
 	struct task_struct *single_thread;
+};
+
+/*
+ * One open file of /dev/kni: it owns the devices it created, its
+ * strict-mode regions and its poll() readiness.
+ */
+struct kni_ctx {
+	struct net *net;		/* netns at open (get_net) */
+	struct kni_net *knet;
+	unsigned int nr_devs;		/* devices of this opener, under ioctl_lock */
 	struct kni_region *regions[RTE_KNI_MEM_REGIONS_MAX];
 	unsigned int nr_regions;
 	wait_queue_head_t poll_wq;	/* poll() on /dev/kni (extension) */
@@ -122,6 +137,7 @@ struct kni_dev {
 	struct list_head list;		/* in kni_net.devs */
 	struct net_device *netdev;
 	struct kni_net *knet;
+	struct kni_ctx *ctx;		/* the opener that created it */
 	char name[RTE_KNI_NAMESIZE];
 
 	/* Data path configuration, fixed at CREATE. */
@@ -170,8 +186,8 @@ static inline bool kni_dying(const struct kni_dev *kni)
 }
 
 /* kni_mem.c: address translation and shared-memory access. */
-int kni_region_register(struct kni_net *knet, struct rte_kni_mem_region *req);
-void kni_regions_release(struct kni_net *knet);
+int kni_region_register(struct kni_ctx *ctx, struct rte_kni_mem_region *req);
+void kni_regions_release(struct kni_ctx *ctx);
 int kni_area_map(struct kni_dev *kni, struct kni_area *area, u64 iova,
 		 size_t len);
 void kni_area_unmap(struct kni_area *area);
@@ -205,13 +221,13 @@ void kni_thread_detach(struct kni_dev *kni);
 void kni_thread_stop_single(struct kni_net *knet);
 
 /*
- * kni posted a request or egress frames: wake the /dev/kni opener if it
+ * kni posted a request or egress frames: wake its /dev/kni opener if it
  * sleeps in poll().  Without a sleeper this is one barrier and a check.
  */
 static inline void kni_wake_poller(struct kni_dev *kni)
 {
-	if (wq_has_sleeper(&kni->knet->poll_wq))
-		wake_up_interruptible_poll(&kni->knet->poll_wq,
+	if (wq_has_sleeper(&kni->ctx->poll_wq))
+		wake_up_interruptible_poll(&kni->ctx->poll_wq,
 					   EPOLLIN | EPOLLRDNORM);
 }
 

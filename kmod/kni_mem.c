@@ -99,7 +99,7 @@ static void kni_region_free(struct kni_region *region)
 	kfree(region);
 }
 
-int kni_region_register(struct kni_net *knet, struct rte_kni_mem_region *req)
+int kni_region_register(struct kni_ctx *ctx, struct rte_kni_mem_region *req)
 {
 	struct kni_region *region;
 	unsigned long pinned = 0;
@@ -111,10 +111,10 @@ int kni_region_register(struct kni_net *knet, struct rte_kni_mem_region *req)
 		return -EINVAL;
 	if (req->len > RTE_KNI_MEM_REGION_MAX_LEN)
 		return -E2BIG;
-	if (knet->nr_regions >= RTE_KNI_MEM_REGIONS_MAX)
+	if (ctx->nr_regions >= RTE_KNI_MEM_REGIONS_MAX)
 		return -ENOSPC;
-	for (i = 0; i < knet->nr_regions; i++) {
-		struct kni_region *r = knet->regions[i];
+	for (i = 0; i < ctx->nr_regions; i++) {
+		struct kni_region *r = ctx->regions[i];
 
 		if (req->va < r->uva + r->len && r->uva < req->va + req->len)
 			return -EINVAL;
@@ -160,30 +160,30 @@ int kni_region_register(struct kni_net *knet, struct rte_kni_mem_region *req)
 	if (ret)
 		goto err;
 
-	req->index = knet->nr_regions;
-	knet->regions[knet->nr_regions++] = region;
+	req->index = ctx->nr_regions;
+	ctx->regions[ctx->nr_regions++] = region;
 	return 0;
 err:
 	kni_region_free(region);
 	return ret;
 }
 
-void kni_regions_release(struct kni_net *knet)
+void kni_regions_release(struct kni_ctx *ctx)
 {
-	while (knet->nr_regions) {
-		knet->nr_regions--;
-		kni_region_free(knet->regions[knet->nr_regions]);
-		knet->regions[knet->nr_regions] = NULL;
+	while (ctx->nr_regions) {
+		ctx->nr_regions--;
+		kni_region_free(ctx->regions[ctx->nr_regions]);
+		ctx->regions[ctx->nr_regions] = NULL;
 	}
 }
 
 /* Kernel address of [uva, uva + len) if it lies inside one region. */
-static void *kni_strict_va(struct kni_net *knet, u64 uva, size_t len)
+static void *kni_strict_va(struct kni_ctx *ctx, u64 uva, size_t len)
 {
 	unsigned int i;
 
-	for (i = 0; i < knet->nr_regions; i++) {
-		struct kni_region *r = knet->regions[i];
+	for (i = 0; i < ctx->nr_regions; i++) {
+		struct kni_region *r = ctx->regions[i];
 
 		if (uva >= r->uva && len <= r->len && uva - r->uva <= r->len - len)
 			return r->kva + (uva - r->uva);
@@ -192,13 +192,13 @@ static void *kni_strict_va(struct kni_net *knet, u64 uva, size_t len)
 }
 
 /* Kernel address of [pa, pa + len) if it lies inside one contiguous run. */
-static void *kni_strict_pa(struct kni_net *knet, u64 pa, size_t len)
+static void *kni_strict_pa(struct kni_ctx *ctx, u64 pa, size_t len)
 {
 	unsigned long first = PHYS_PFN(pa), last = PHYS_PFN(pa + len - 1);
 	unsigned int i;
 
-	for (i = 0; i < knet->nr_regions; i++) {
-		struct kni_region *r = knet->regions[i];
+	for (i = 0; i < ctx->nr_regions; i++) {
+		struct kni_region *r = ctx->regions[i];
 		unsigned long lo = 0, hi = r->nr_extents;
 
 		while (lo < hi) {
@@ -226,8 +226,8 @@ static void *kni_strict_kva(struct kni_dev *kni, u64 iova, size_t len)
 	if (!len || iova + len < iova)
 		return NULL;
 	if (kni->iova_mode)
-		return kni_strict_va(kni->knet, iova, len);
-	return kni_strict_pa(kni->knet, iova, len);
+		return kni_strict_va(kni->ctx, iova, len);
+	return kni_strict_pa(kni->ctx, iova, len);
 }
 
 /* ---- IOVA=PA ---- */

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * kni_misc.c - module entry points, the /dev/kni misc device, per-netns
- * state and the CREATE / RELEASE / REGISTER_MEM ioctls.
+ * and per-opener state and the CREATE / RELEASE / REGISTER_MEM ioctls.
  */
 #include <linux/cpumask.h>
 #include <linux/fs.h>
@@ -11,6 +11,7 @@
 #include <linux/nsproxy.h>
 #include <linux/rtnetlink.h>
 #include <linux/sched/mm.h>
+#include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <net/net_namespace.h>
 #include <net/netns/generic.h>
@@ -32,7 +33,6 @@ static int __net_init kni_net_init(struct net *net)
 	mutex_init(&knet->ioctl_lock);
 	init_rwsem(&knet->devs_lock);
 	INIT_LIST_HEAD(&knet->devs);
-	init_waitqueue_head(&knet->poll_wq);
 	return 0;
 }
 
@@ -87,6 +87,7 @@ static void kni_devs_remove(struct list_head *doomed)
 
 	list_for_each_entry_safe(kni, tmp, doomed, list) {
 		list_del(&kni->list);
+		kni->ctx->nr_devs--;
 		/* No ndo can run any more, so nothing can queue this again. */
 		cancel_work_sync(&kni->rx_flags_work);
 		skb_queue_purge(&kni->tx_backlog);
@@ -183,9 +184,10 @@ static int kni_set_mtu(struct net_device *dev,
 	return 0;
 }
 
-static int kni_ioctl_create(struct net *net, struct kni_net *knet,
-			    unsigned int cmd, unsigned long arg)
+static int kni_ioctl_create(struct kni_ctx *ctx, unsigned int cmd,
+			    unsigned long arg)
 {
+	struct kni_net *knet = ctx->knet;
 	struct rte_kni_device_info info;
 	struct net_device *dev;
 	struct kni_dev *kni;
@@ -205,7 +207,7 @@ static int kni_ioctl_create(struct net *net, struct kni_net *knet,
 		pr_err("cpu %u is not online\n", info.core_id);
 		return -EINVAL;
 	}
-	if (kni_strict_required && !knet->nr_regions) {
+	if (kni_strict_required && !ctx->nr_regions) {
 		pr_err("%s: strict=required and no memory registered\n",
 		       info.name);
 		return -EPERM;
@@ -217,15 +219,16 @@ static int kni_ioctl_create(struct net *net, struct kni_net *knet,
 			   kni_netdev_setup);
 	if (!dev)
 		return -EBUSY;
-	dev_net_set(dev, net);
+	dev_net_set(dev, ctx->net);
 
 	kni = netdev_priv(dev);
 	kni_netdev_init_priv(kni);
 	kni->netdev = dev;
 	kni->knet = knet;
+	kni->ctx = ctx;
 	strscpy(kni->name, info.name, sizeof(kni->name));
 	kni->iova_mode = !!info.iova_mode;
-	kni->strict = knet->nr_regions > 0;
+	kni->strict = ctx->nr_regions > 0;
 	kni->atomic_xlate = kni->strict || !kni->iova_mode;
 	kni->mbuf_size = info.mbuf_size;
 	kni->core_id = info.core_id;
@@ -268,11 +271,13 @@ static int kni_ioctl_create(struct net *net, struct kni_net *knet,
 	if (ret) {
 		pr_err("%s: cannot start the kernel thread (%d)\n",
 		       info.name, ret);
+		ctx->nr_devs++;
 		list_add(&kni->list, &doomed);
 		kni_devs_remove(&doomed);
 		return -ECANCELED;
 	}
 
+	ctx->nr_devs++;
 	down_write(&knet->devs_lock);
 	list_add_tail(&kni->list, &knet->devs);
 	up_write(&knet->devs_lock);
@@ -283,9 +288,10 @@ err_free:
 	return ret;
 }
 
-static int kni_ioctl_release(struct kni_net *knet, unsigned int cmd,
+static int kni_ioctl_release(struct kni_ctx *ctx, unsigned int cmd,
 			     unsigned long arg)
 {
+	struct kni_net *knet = ctx->knet;
 	struct rte_kni_device_info info;
 	struct kni_dev *kni;
 	LIST_HEAD(doomed);
@@ -297,10 +303,13 @@ static int kni_ioctl_release(struct kni_net *knet, unsigned int cmd,
 	if (!info.name[0])
 		return -EINVAL;
 
+	/* Another opener's device reads as unknown, as upstream answers. */
 	down_write(&knet->devs_lock);
 	kni = kni_find(knet, info.name);
-	if (kni)
+	if (kni && kni->ctx == ctx)
 		list_move(&kni->list, &doomed);
+	else
+		kni = NULL;
 	up_write(&knet->devs_lock);
 	if (!kni)
 		return -EINVAL;
@@ -309,7 +318,7 @@ static int kni_ioctl_release(struct kni_net *knet, unsigned int cmd,
 	return 0;
 }
 
-static int kni_ioctl_register_mem(struct kni_net *knet, unsigned long arg)
+static int kni_ioctl_register_mem(struct kni_ctx *ctx, unsigned long arg)
 {
 	struct rte_kni_mem_region region;
 	int ret;
@@ -317,9 +326,9 @@ static int kni_ioctl_register_mem(struct kni_net *knet, unsigned long arg)
 	if (copy_from_user(&region, (void __user *)arg, sizeof(region)))
 		return -EFAULT;
 	/* Devices keep pointers into the regions: register before CREATE. */
-	if (!list_empty(&knet->devs))
+	if (ctx->nr_devs)
 		return -EBUSY;
-	ret = kni_region_register(knet, &region);
+	ret = kni_region_register(ctx, &region);
 	if (ret)
 		return ret;
 	if (copy_to_user((void __user *)arg, &region, sizeof(region)))
@@ -329,28 +338,28 @@ static int kni_ioctl_register_mem(struct kni_net *knet, unsigned long arg)
 
 static long kni_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
-	struct net *net = current->nsproxy->net_ns;
-	struct kni_net *knet = kni_net_of(net);
+	struct kni_ctx *ctx = file->private_data;
+	struct kni_net *knet = ctx->knet;
 	long ret;
 
 	/*
 	 * Upstream acts in the caller's netns; a caller that moved to another
 	 * netns since open() would create devices nobody releases.
 	 */
-	if (net != file->private_data)
+	if (current->nsproxy->net_ns != ctx->net)
 		return -EINVAL;
 
 	mutex_lock(&knet->ioctl_lock);
 	if (cmd == RTE_KNI_IOCTL_REGISTER_MEM) {
-		ret = kni_ioctl_register_mem(knet, arg);
+		ret = kni_ioctl_register_mem(ctx, arg);
 	} else {
 		/* Upstream dispatches on the number only; TEST is -EINVAL. */
 		switch (_IOC_NR(cmd)) {
 		case _IOC_NR(RTE_KNI_IOCTL_CREATE):
-			ret = kni_ioctl_create(net, knet, cmd, arg);
+			ret = kni_ioctl_create(ctx, cmd, arg);
 			break;
 		case _IOC_NR(RTE_KNI_IOCTL_RELEASE):
-			ret = kni_ioctl_release(knet, cmd, arg);
+			ret = kni_ioctl_release(ctx, cmd, arg);
 			break;
 		default:
 			ret = -EINVAL;
@@ -368,55 +377,83 @@ static long kni_compat_ioctl(struct file *file, unsigned int cmd,
 	return -EINVAL;
 }
 
+/*
+ * One opener per netns as upstream (EBUSY); with multi_open=on any number,
+ * each with its own context.
+ */
 static int kni_open(struct inode *inode, struct file *file)
 {
 	struct net *net = current->nsproxy->net_ns;
 	struct kni_net *knet = kni_net_of(net);
+	struct kni_ctx *ctx;
 
-	if (test_and_set_bit_lock(0, &knet->in_use))
-		return -EBUSY;
-	file->private_data = get_net(net);
-	return 0;
-}
-
-/* Closing /dev/kni removes every device of the netns. */
-static int kni_release(struct inode *inode, struct file *file)
-{
-	struct net *net = file->private_data;
-	struct kni_net *knet = kni_net_of(net);
-	LIST_HEAD(doomed);
-
+	ctx = kzalloc(sizeof(*ctx), GFP_KERNEL);
+	if (!ctx)
+		return -ENOMEM;
 	mutex_lock(&knet->ioctl_lock);
-	down_write(&knet->devs_lock);
-	list_splice_init(&knet->devs, &doomed);
-	up_write(&knet->devs_lock);
-	kni_devs_remove(&doomed);
-	kni_thread_stop_single(knet);
-	kni_regions_release(knet);
+	if (knet->openers && !kni_multi_open) {
+		mutex_unlock(&knet->ioctl_lock);
+		kfree(ctx);
+		return -EBUSY;
+	}
+	knet->openers++;
 	mutex_unlock(&knet->ioctl_lock);
 
-	clear_bit_unlock(0, &knet->in_use);
-	put_net(net);
+	ctx->net = get_net(net);
+	ctx->knet = knet;
+	init_waitqueue_head(&ctx->poll_wq);
+	file->private_data = ctx;
 	return 0;
 }
 
 /*
- * Extension: readable while any device of this netns has a request on
+ * Closing /dev/kni removes the devices this opener created; the last
+ * opener of the netns also stops its kni_single thread.
+ */
+static int kni_release(struct inode *inode, struct file *file)
+{
+	struct kni_ctx *ctx = file->private_data;
+	struct kni_net *knet = ctx->knet;
+	struct kni_dev *kni, *tmp;
+	LIST_HEAD(doomed);
+
+	mutex_lock(&knet->ioctl_lock);
+	down_write(&knet->devs_lock);
+	list_for_each_entry_safe(kni, tmp, &knet->devs, list)
+		if (kni->ctx == ctx)
+			list_move_tail(&kni->list, &doomed);
+	up_write(&knet->devs_lock);
+	kni_devs_remove(&doomed);
+	if (!--knet->openers)
+		kni_thread_stop_single(knet);
+	kni_regions_release(ctx);
+	mutex_unlock(&knet->ioctl_lock);
+
+	put_net(ctx->net);
+	kfree(ctx);
+	return 0;
+}
+
+/*
+ * Extension: readable while any device of this opener has a request on
  * req_q or frames on tx_q, so an idle opener can sleep in poll() instead
  * of polling the FIFOs.  Never writable: an upstream module, which has no
  * poll, reports every file as readable and writable.
  */
 static __poll_t kni_poll(struct file *file, poll_table *wait)
 {
-	struct kni_net *knet = kni_net_of(file->private_data);
+	struct kni_ctx *ctx = file->private_data;
+	struct kni_net *knet = ctx->knet;
 	struct kni_dev *kni;
 	__poll_t mask = 0;
 
-	poll_wait(file, &knet->poll_wq, wait);
+	poll_wait(file, &ctx->poll_wq, wait);
 	/* Pairs with wq_has_sleeper() in kni_wake_poller(). */
 	smp_mb();
 	down_read(&knet->devs_lock);
 	list_for_each_entry(kni, &knet->devs, list) {
+		if (kni->ctx != ctx)
+			continue;
 		if (kni_ring_count(&kni->req_q) || kni_ring_count(&kni->tx_q)) {
 			mask = EPOLLIN | EPOLLRDNORM;
 			break;
@@ -460,11 +497,12 @@ static int __init kni_init(void)
 		return ret;
 	}
 	kni_params_loaded();
-	pr_info("loaded: %s kthread mode, loopback %d, carrier %s%s%s\n",
+	pr_info("loaded: %s kthread mode, loopback %d, carrier %s%s%s%s\n",
 		kni_multiple_kthread ? "multiple" : "single", kni_lo_mode,
 		kni_default_carrier ? "on" : "off",
 		kni_bifurcated ? ", bifurcated" : "",
-		kni_strict_required ? ", strict required" : "");
+		kni_strict_required ? ", strict required" : "",
+		kni_multi_open ? ", multi open" : "");
 	return 0;
 }
 

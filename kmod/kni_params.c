@@ -36,11 +36,17 @@ module_param(strict, charp, 0444);
 MODULE_PARM_DESC(strict,
 		 "Strict memory registration (default=auto): auto (devices created after RTE_KNI_IOCTL_REGISTER_MEM are strict), required (CREATE fails with EPERM without registered memory)");
 
+static char *multi_open;
+module_param(multi_open, charp, 0444);
+MODULE_PARM_DESC(multi_open,
+		 "Openers of /dev/kni per network namespace (default=off): off (one, a second open gets EBUSY, as upstream), on (several, each owning the interfaces it created)");
+
 enum kni_lo_mode kni_lo_mode = KNI_LO_NONE;
 bool kni_multiple_kthread;
 bool kni_default_carrier;
 bool kni_bifurcated;
 bool kni_strict_required;
+bool kni_multi_open;
 unsigned long kni_min_interval_us = 100;
 unsigned long kni_max_interval_us = 200;
 
@@ -153,6 +159,7 @@ int kni_params_parse(void)
 	static const char *const carriers[] = { "off", "on" };
 	static const char *const bifurcated[] = { "on" };
 	static const char *const stricts[] = { "auto", "required" };
+	static const char *const multi_opens[] = { "off", "on" };
 	int idx, ret;
 
 	if (lo_mode) {
@@ -190,6 +197,13 @@ int kni_params_parse(void)
 		if (ret)
 			return ret;
 		kni_strict_required = idx == 1;
+	}
+	if (multi_open) {
+		ret = kni_param_choice("multi_open", multi_open, multi_opens,
+				       ARRAY_SIZE(multi_opens), &idx);
+		if (ret)
+			return ret;
+		kni_multi_open = idx == 1;
 	}
 	if (kni_min_interval_us >= kni_max_interval_us) {
 		pr_err("min_scheduling_interval (%lu) must be below max_scheduling_interval (%lu)\n",
