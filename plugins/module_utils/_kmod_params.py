@@ -41,6 +41,7 @@ PARAMETERS: Tuple[Parameter, ...] = (
     Parameter("carrier", "off", ("off", "on")),
     Parameter("enable_bifurcated", "off", ("off", "on"), not_passed="off"),
     Parameter("strict", "auto", ("auto", "required")),
+    Parameter("multi_open", "off", ("off", "on"), not_passed="off"),  # an extension: off passes nothing
     Parameter("min_scheduling_interval", 100, live=True),
     Parameter("max_scheduling_interval", 200, live=True),
     # An extension of this rte_kni whose default is the module's business: managed only when given.

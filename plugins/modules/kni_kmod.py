@@ -70,6 +70,14 @@ options:
         type: str
         choices: [auto, required]
         default: auto
+      multi_open:
+        description:
+          - Let several processes of a network namespace open C(/dev/kni), each owning the interfaces it creates
+            (an extension of this rte_kni), for example a DPDK application beside kni-pump. V(off) leaves the
+            parameter out, and a second open fails as with DPDK's module.
+        type: str
+        choices: ['off', 'on']
+        default: 'off'
       min_scheduling_interval:
         description:
           - Shortest kernel thread sleep in microseconds, 0 to 1000000, below O(params.max_scheduling_interval).
@@ -154,6 +162,7 @@ params:
     carrier: 'on'
     enable_bifurcated: 'off'
     strict: auto
+    multi_open: 'off'
     min_scheduling_interval: 100
     max_scheduling_interval: 200
     idle_scheduling_interval: 20000

@@ -14,7 +14,7 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._host import Host, H
 
 RELEASE = "6.1.0-56-amd64"
 OTHER_RELEASE = "6.12.95+deb12-amd64"
-STRING_PARAMS = ("lo_mode", "kthread_mode", "carrier", "enable_bifurcated", "strict")
+STRING_PARAMS = ("lo_mode", "kthread_mode", "carrier", "enable_bifurcated", "strict", "multi_open")
 INTERVAL_DEFAULTS = {
     "min_scheduling_interval": "100",
     "max_scheduling_interval": "200",
@@ -71,7 +71,7 @@ class FakeSystem:
         self.write("/sys/module/rte_kni/refcnt", f"{refcnt}\n")
         (self.root / "sys/module/rte_kni/holders").mkdir(parents=True, exist_ok=True)
         for name in STRING_PARAMS:
-            mode = 0o444 if name == "strict" else 0o644
+            mode = 0o444 if name in ("strict", "multi_open") else 0o644
             self.write(f"/sys/module/rte_kni/parameters/{name}", given.get(name, "(null)") + "\n", mode)
         for name, default in INTERVAL_DEFAULTS.items():
             self.write(f"/sys/module/rte_kni/parameters/{name}", given.get(name, default) + "\n")

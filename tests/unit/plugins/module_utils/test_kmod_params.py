@@ -104,3 +104,11 @@ def test_table_matches_kmod_sources() -> None:
     assert "kni_min_interval_us = 100;" in source
     assert "kni_max_interval_us = 200;" in source
     assert re.search(r"module_param_cb\(idle_scheduling_interval,", source)
+
+
+def test_multi_open_is_passed_only_when_on() -> None:
+    assert validate(None)["multi_open"] == "off"
+    assert not any(word.startswith("multi_open") for word in kernel_arguments(validate({})))
+    assert "multi_open=on" in kernel_arguments(validate({"multi_open": True}))
+    assert "options rte_kni multi_open=on" in render_modprobe_conf(validate({"multi_open": "on"}))
+    assert normalize_loaded("multi_open", "(null)\n") == "off"
