@@ -79,7 +79,7 @@ QUEUES = ("tx", "rx", "alloc", "free", "req", "resp")  # memzone kni_<queue>_<na
 _OPEN_HINTS = {
     errno.ENOENT: "the rte_kni module is not loaded (no /dev/kni)",
     errno.ENODEV: "the rte_kni module is not loaded",
-    errno.EBUSY: "another process already has /dev/kni open in this network namespace (one opener per namespace)",
+    errno.EBUSY: "held by another process in this network namespace; load rte_kni with multi_open=on to share it",
     errno.EACCES: "permission denied: root is needed",
     errno.EPERM: "permission denied: root is needed",
 }
@@ -178,7 +178,7 @@ def pack_device_info(
 
 
 class KniControl:
-    """The open ``/dev/kni``. Closing it makes the kernel remove every KNI interface in this namespace."""
+    """The open ``/dev/kni``. Closing it makes the kernel remove every KNI interface created through it."""
 
     def __init__(self, path: str = KNI_DEVICE_PATH) -> None:
         self.path = path
@@ -214,7 +214,7 @@ class KniControl:
         """RTE_KNI_IOCTL_RELEASE: the kernel reads only the name."""
         info = bytearray(DEVICE_INFO_SIZE)
         info[:NAMESIZE] = validate_name(name).ljust(NAMESIZE, b"\0")
-        hints = {errno.EINVAL: "no KNI device of that name in this network namespace"}
+        hints = {errno.EINVAL: "no KNI device of that name was created through this /dev/kni"}
         self.ioctl("ioctl RELEASE", KNI_IOCTL_RELEASE, info, hints, f"KNI device {name!r}")
 
     def register_memory(self, va: int, length: int) -> int:

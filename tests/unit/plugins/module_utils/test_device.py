@@ -299,3 +299,17 @@ def test_failed_release_keeps_memory_reserved_unless_the_device_is_gone() -> Non
     assert pool.available == 256
     with pytest.raises(KeyError):
         device.arena.memzone("kni_rx_vEth0")
+
+
+def test_control_open_busy_names_multi_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    def busy(path: str, flags: int) -> int:
+        raise OSError(errno.EBUSY, "Device or resource busy", path)
+
+    monkeypatch.setattr("os.open", busy)
+    with pytest.raises(KniDeviceError) as caught:
+        KniControl()
+    assert (caught.value.step, caught.value.errno) == ("open /dev/kni", errno.EBUSY)
+    assert str(caught.value) == (
+        "open /dev/kni: /dev/kni: held by another process in this network namespace; load rte_kni with "
+        "multi_open=on to share it [EBUSY: Device or resource busy]"
+    )
