@@ -190,7 +190,9 @@ def _install_unpacked(kernel: matrix.Kernel, unpacked: str) -> None:
         raise RuntimeError(f"no vmlinuz for {kernel.release} in the unpacked packages")
     shutil.copy2(images[0], kernel.vmlinuz)
     if not os.path.isdir(os.path.join(kernel.modules_dir, "kernel")):
-        # The guest uses the host's /lib/modules, so the tree must live there.
+        # The guest uses the host's /lib/modules, so the tree must live there; a minimal image or a container
+        # has no /lib/modules at all.
+        os.makedirs(os.path.dirname(kernel.modules_dir), exist_ok=True)
         run(["cp", "-a", "--no-target-directory", modules, kernel.modules_dir])
     run(["depmod", "-a", kernel.release])
 
