@@ -23,6 +23,7 @@ import ipaddress
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._changes import DifferenceTracker
+from ansible_collections.kernelnic.kni.plugins.module_utils._netdev import KNI_DRIVERS
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import (
     CARRIER_POLICIES,
     DEFAULT_MTU,
@@ -209,6 +210,17 @@ def _pump_field(key: str, value: Any, field: str) -> Any:
     return check_integer(value, field, 0, 65535)  # core
 
 
+def _check_mtu_range(pump: Mapping[str, Any], spec_path: Any) -> None:
+    """The MTU fields given together must agree: checked here so the error comes before the pump is contacted."""
+    low, high, mtu = pump.get("min_mtu"), pump.get("max_mtu"), pump.get("mtu")
+    if low is not None and high is not None and low > high:
+        raise ConfigError(spec_path("min_mtu"), f"{low} is above max_mtu {high}")
+    if mtu is not None and low is not None and mtu < low:
+        raise ConfigError(spec_path("mtu"), f"{mtu} is outside min_mtu..max_mtu: min_mtu is {low}")
+    if mtu is not None and high is not None and mtu > high:
+        raise ConfigError(spec_path("mtu"), f"{mtu} is outside min_mtu..max_mtu: max_mtu is {high}")
+
+
 def _linux_wanted(item: Mapping[str, Any], spec_path: Any) -> LinuxWanted:
     admin_state = item.get("admin_state")
     if admin_state is not None and admin_state not in ADMIN_STATES:
@@ -258,6 +270,7 @@ def parse_interface_options(item: Mapping[str, Any], field: str) -> InterfaceSpe
         raise ConfigError(spec_path("state"), f"{state!r} is not one of {', '.join(STATES)}")
     adopt = _bool(item.get("adopt") or False, spec_path("adopt"))
     pump = {key: _pump_field(key, item[key], spec_path(key)) for key in PUMP_FIELDS if item.get(key) is not None}
+    _check_mtu_range(pump, spec_path)
     if adopt:
         if state == "absent":
             raise ConfigError(
@@ -413,17 +426,23 @@ def plan(
     pump_current: Mapping[str, Dict[str, Any]],
     linux_current: Mapping[str, Optional[LinuxState]],
     host: HostFacts,
+    drivers: Optional[Mapping[str, Optional[str]]] = None,
 ) -> Plan:
     """Compare and check everything; raises ``ConfigError`` naming the field before anything has changed.
 
     ``pump_current`` maps a pump interface's name to the ``get`` reply's ``interface`` (``desired`` and ``state``);
-    ``linux_current`` maps each spec's name to its link (None: no such link, or the Linux side is not read).
+    ``linux_current`` maps each spec's name to its link (None: no such link, or the Linux side is not read);
+    ``drivers`` maps each adopted interface's name to its ethtool driver (None: it reports none).
     """
     listed = {spec.name for spec in specs}
     items: List[InterfacePlan] = []
     remaining: List[Tuple[str, Mapping[str, Any]]] = []
     for spec in specs:
-        items.append(_plan_one(spec, pump_names, pump_current, linux_current.get(spec.name), host, remaining))
+        linux = linux_current.get(spec.name)
+        if spec.adopt:
+            items.append(_plan_adopted(spec, linux, (drivers or {}).get(spec.name)))
+        else:
+            items.append(_plan_one(spec, pump_names, pump_current, linux, host, remaining))
     deletes: List[PumpAction] = []
     deleted_before: Dict[str, Dict[str, Any]] = {}
     for name in pump_names:
@@ -438,6 +457,21 @@ def plan(
     return Plan(items, deletes, deleted_before)
 
 
+def _plan_adopted(spec: InterfaceSpec, linux: Optional[LinuxState], driver: Optional[str]) -> InterfacePlan:
+    if linux is None:
+        raise ConfigError(
+            spec.path("name"), f"no interface {spec.name!r}: adopt=true needs the DPDK application to create it"
+        )
+    if driver not in KNI_DRIVERS:
+        found = f"driver {driver!r}" if driver else "no driver"
+        raise ConfigError(
+            spec.path("name"),
+            f"{spec.name!r} has {found}, not kni (as ethtool -i reports): adopt=true manages only KNI interfaces"
+            " that a DPDK application created",
+        )
+    return InterfacePlan(spec, None, None, None, linux, plan_linux(spec.linux, linux), linux)
+
+
 def _plan_one(
     spec: InterfaceSpec,
     pump_names: Sequence[str],
@@ -446,13 +480,6 @@ def _plan_one(
     host: HostFacts,
     remaining: List[Tuple[str, Mapping[str, Any]]],
 ) -> InterfacePlan:
-    if spec.adopt:
-        if linux is None:
-            raise ConfigError(
-                spec.path("name"), f"no interface {spec.name!r}: adopt=true needs the DPDK application to create it"
-            )
-        changes = plan_linux(spec.linux, linux)
-        return InterfacePlan(spec, None, None, None, linux, changes, linux)
     known = spec.name in pump_names
     detail = pump_current.get(spec.name) if known else None
     before = dict(detail["desired"]) if detail and detail.get("desired") else None

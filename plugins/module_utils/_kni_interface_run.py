@@ -26,10 +26,14 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._kni_interface impor
 )
 from ansible_collections.kernelnic.kni.plugins.module_utils._kni_linux import LinuxError, LinuxLinks
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import ConfigError, parse_cpu_list
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import ControlClient, ControlError
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import (
+    ControlClient,
+    ControlError,
+    PumpConnectionError,
+)
 
 DEFAULT_SOCKET = "/run/kni-pump/control.sock"
-PumpFactory = Callable[[str], Any]  # socket path -> an object with call(op, **fields) and close()
+PumpFactory = Callable[[str], Any]  # socket path -> a ControlCalls (call, fetch, expect, bad_reply) with close()
 LinuxFactory = Callable[[], LinuxLinks]
 
 
@@ -57,10 +61,9 @@ def read_host_facts(sys_root: str = "/sys") -> HostFacts:
 def connect_pump(path: str) -> ControlClient:
     try:
         return ControlClient(path)
-    except OSError as exc:
+    except PumpConnectionError as exc:
         raise InterfaceFailure(
-            f"cannot reach kni-pump at {path} ({exc.strerror or exc}); start the kni-pump service first, or set"
-            " adopt=true for interfaces that a DPDK application created"
+            f"{exc}; start the kni-pump service first, or set adopt=true for interfaces that a DPDK application created"
         ) from exc
 
 
@@ -79,15 +82,22 @@ def _pump_error(exc: ControlError, field: str, done: List[str]) -> InterfaceFail
 
 def _read_pump(client: Any, specs: List[InterfaceSpec]) -> tuple:
     """Names the pump manages, and per name the ``get`` detail (listed ones) or the list summary (the others)."""
-    summaries = {item["name"]: item for item in client.call("list")["interfaces"]}
+    summaries = {item["name"]: item for item in client.list_interfaces()}
     current: Dict[str, Dict[str, Any]] = {}
     wanted = {spec.name for spec in specs if not spec.adopt}
     for name, summary in summaries.items():
         if name in wanted:
-            current[name] = client.call("get", name=name)["interface"]
+            current[name] = _detail(client, name)
         else:
             current[name] = {"desired": {key: summary.get(key) for key in ("name", "backend", "mac")}, **summary}
     return list(summaries), current
+
+
+def _detail(client: Any, name: str) -> Dict[str, Any]:
+    """The ``get`` reply's ``interface``, whose ``desired`` must be an object."""
+    detail = client.fetch("get", "interface", dict, name=name)
+    client.expect(detail, "get", "desired", dict)
+    return detail
 
 
 def execute(
@@ -112,7 +122,7 @@ def execute(
     links = linux_factory() if needs_linux else None
     try:
         return _execute(specs, exclusive, check_mode, want_diff, client, links, host_facts)
-    except LinuxError as exc:
+    except (LinuxError, PumpConnectionError) as exc:
         raise InterfaceFailure(str(exc)) from exc
     finally:
         if client is not None:
@@ -138,10 +148,12 @@ def _execute(
         except ControlError as exc:
             raise InterfaceFailure(f"kni-pump: {exc}") from exc
     linux_current: Dict[str, Optional[LinuxState]] = {}
+    drivers: Dict[str, Optional[str]] = {}
     if links is not None:
         linux_current = {spec.name: links.read(spec.name) for spec in specs if spec.state == "present"}
+        drivers = {spec.name: links.driver(spec.name) for spec in specs if spec.adopt and linux_current.get(spec.name)}
     try:
-        the_plan = plan(specs, exclusive, pump_names, pump_current, linux_current, host_facts())
+        the_plan = plan(specs, exclusive, pump_names, pump_current, linux_current, host_facts(), drivers)
     except ConfigError as exc:
         raise _field_error(exc) from exc
     result: Dict[str, Any] = {"changed": the_plan.changed, "actions": the_plan.actions()}
@@ -165,6 +177,8 @@ def _apply(the_plan: Plan, client: Any, links: Optional[LinuxLinks]) -> List[str
                 client.call("apply", interface=action.config)
         except ControlError as exc:
             raise _pump_error(exc, action.field, done) from exc
+        except PumpConnectionError as exc:
+            raise InterfaceFailure(str(exc), {"actions": done}) from exc
         done.append(action.describe())
     for item in the_plan.interfaces:
         if item.spec.state != "present" or links is None or not (item.spec.adopt or item.spec.linux.managed()):
@@ -196,7 +210,7 @@ def _observed(the_plan: Plan, client: Any, links: Optional[LinuxLinks]) -> List[
         pump = None
         if not spec.adopt and spec.state == "present":
             try:
-                pump = client.call("get", name=spec.name)["interface"]["desired"]
+                pump = _detail(client, spec.name)["desired"]
             except ControlError as exc:
                 raise InterfaceFailure(f"{spec.name}: kni-pump no longer knows it after the change: {exc}") from exc
         linux = None

@@ -19,6 +19,7 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._kni_interface impor
     LinuxState,
     address_key,
 )
+from ansible_collections.kernelnic.kni.plugins.module_utils._netdev import DriverProbe, ethtool_driver
 
 IFF_UP = 0x1
 RTM_DELADDR = 21
@@ -67,17 +68,22 @@ def _cidr(message: Any) -> Optional[str]:
 
 
 class LinuxLinks:
-    """Links of the current network namespace through one IPRoute socket (``opener`` makes it when first used)."""
+    """Links of the current network namespace through one IPRoute socket (``opener`` makes it when first used);
+    ``driver_of`` names a link's driver (ethtool's, also of the current namespace)."""
 
-    def __init__(self, opener: Callable[[], Any] = open_iproute) -> None:
+    def __init__(self, opener: Callable[[], Any] = open_iproute, driver_of: DriverProbe = ethtool_driver) -> None:
         self._opener = opener
         self._ipr: Any = None
+        self._driver_of = driver_of
 
     @property
     def ipr(self) -> Any:
         if self._ipr is None:
             self._ipr = self._opener()
         return self._ipr
+
+    def driver(self, name: str) -> Optional[str]:
+        return self._driver_of(name)
 
     def index(self, name: str) -> Optional[int]:
         found = list(self.ipr.link_lookup(ifname=name))

@@ -26,7 +26,12 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import 
     InterfaceConfig,
     parse_desired_state,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import ControlClient, ControlError
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import (
+    DEFAULT_TIMEOUT,
+    ControlClient,
+    ControlError,
+    PumpConnectionError,
+)
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import DEFAULT_POOL_SIZE, PumpDaemon, Settings
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_log import LEVELS, LOG
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_netlink import LinkMonitor, RtnlClient, RtnlWorker
@@ -113,11 +118,30 @@ def seconds_since_start() -> float:
         return -1.0
 
 
+def check_run_options(args: Any) -> Optional[int]:
+    """The group id for ``--socket-group`` (None: root only); raises ``ConfigError`` for an option out of range or
+    a group that does not exist, before anything is opened or created."""
+    if args.max_interfaces < 1:
+        raise ConfigError("--max-interfaces", f"must be at least 1, not {args.max_interfaces}")
+    if args.pool_size < 1:
+        raise ConfigError("--pool-size", f"must be at least 1 mbuf, not {args.pool_size}")
+    if not args.socket_group:
+        return None
+    try:
+        return grp.getgrnam(args.socket_group).gr_gid
+    except KeyError:
+        raise ConfigError("--socket-group", f"there is no group {args.socket_group!r}") from None
+
+
 def run(args: Any) -> int:
     from ansible_collections.kernelnic.kni.plugins.module_utils._pump_kni import KernelKni
 
     imported = seconds_since_start()
-
+    try:
+        group = check_run_options(args)
+    except ConfigError as exc:
+        LOG.error("invalid option: %s", exc)
+        return EXIT_INVALID
     os.makedirs(args.state_dir, mode=0o700, exist_ok=True)
     remove_stale_temporaries(args.state_dir)
     try:
@@ -129,7 +153,6 @@ def run(args: Any) -> int:
         LOG.error("%s", exc)
         return EXIT_INVALID
     state_read = seconds_since_start()
-    group = grp.getgrnam(args.socket_group).gr_gid if args.socket_group else None
     os.makedirs(os.path.dirname(args.socket) or ".", mode=0o755, exist_ok=True)
     kni = KernelKni(args.max_interfaces, args.pool_size, IovaMode.PA if args.iova == "pa" else IovaMode.VA)
     memory_mapped = seconds_since_start()
@@ -177,7 +200,7 @@ def run(args: Any) -> int:
 
 
 def _client(args: Any) -> ControlClient:
-    return ControlClient(args.socket)
+    return ControlClient(args.socket, args.timeout)
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:
@@ -187,21 +210,26 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
 
 def status(args: Any) -> int:
     with _client(args) as client:
-        listing = client.call("list")["interfaces"]
+        listing = client.list_interfaces()
         stats = client.call("stats")
+        per_interface = client.expect(stats, "stats", "interfaces", dict)
+        daemon = client.expect(stats, "stats", "daemon", dict)
     rows: List[List[str]] = [
         ["NAME", "STATE", "CARRIER", "MTU", "MAC", "BACKEND", "IN_PKTS", "OUT_PKTS", "IN_DROP", "OUT_DROP", "REQS"]
     ]
     for item in listing:
-        counters: Dict[str, Any] = stats["interfaces"].get(item["name"], {}).get("counters", {})
+        found = per_interface.get(item["name"])
+        counters = found.get("counters") if isinstance(found, dict) else None
+        if not isinstance(counters, dict):
+            counters = {}
         rows.append(
             [
                 item["name"],
-                item.get("state", "?"),
+                str(item.get("state", "?")),
                 "on" if item.get("carrier") else "off",
                 str(item.get("mtu", "")),
-                item.get("mac", ""),
-                item["backend"],
+                str(item.get("mac") or ""),
+                str(item.get("backend", "?")),
                 str(counters.get("ingress_packets", "")),
                 str(counters.get("egress_packets", "")),
                 str(counters.get("ingress_dropped", "")),
@@ -210,9 +238,10 @@ def status(args: Any) -> int:
             ]
         )
     sys.stdout.write(_table(rows))
-    daemon = stats["daemon"]
-    sys.stdout.write(f"rounds {daemon['rounds']}  sleeps {daemon['sleeps']}  requests {daemon['requests']}\n")
-    for name, message in sorted(daemon.get("failed", {}).items()):
+    totals = "  ".join(f"{key} {daemon.get(key, '?')}" for key in ("rounds", "sleeps", "requests"))
+    sys.stdout.write(totals + "\n")
+    failed = daemon.get("failed")
+    for name, message in sorted(failed.items() if isinstance(failed, dict) else ()):
         sys.stdout.write(f"failed {name}: {message}\n")
     return 0
 
@@ -222,8 +251,7 @@ def call(args: Any) -> int:
     if args.command in ("get", "delete") or (args.command == "stats" and args.name):
         fields["name"] = args.name
     if args.command == "apply":
-        with open(args.file, encoding="utf-8") if args.file != "-" else sys.stdin as handle:
-            document = json.load(handle)
+        document = read_request_file(args.file)
         if isinstance(document, dict) and "interfaces" in document:
             fields["interfaces"] = document["interfaces"]
         else:
@@ -232,6 +260,37 @@ def call(args: Any) -> int:
         reply = client.request(args.command, **fields)
     sys.stdout.write(json.dumps(reply, indent=2, sort_keys=True) + "\n")
     return 0 if reply.get("ok") else EXIT_INVALID
+
+
+def read_request_file(path: str) -> Any:
+    """The JSON document in ``path`` ('-': stdin); raises ``ConfigError`` naming the file."""
+    where = "standard input" if path == "-" else path
+    try:
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+    except OSError as exc:
+        raise ConfigError(where, f"cannot read it: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(where, f"not UTF-8 text: {exc}") from exc
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(where, f"not valid JSON: {exc}") from exc
+
+
+def _positive_seconds(text: str) -> float:
+    import argparse  # pylint: disable=import-outside-toplevel  # only the client commands get here
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0 and at most 3600, not {text!r}")
+    return value
 
 
 def parse_run(argv: Sequence[str]) -> Optional[SimpleNamespace]:
@@ -265,6 +324,15 @@ def parse_run(argv: Sequence[str]) -> Optional[SimpleNamespace]:
     return SimpleNamespace(**values) if seen_run else None
 
 
+CLIENT_COMMANDS = {
+    "status": "table of the interfaces with their state and counters",
+    "get": "one interface's desired configuration and state (JSON)",
+    "apply": 'create or change interfaces from a JSON file; with {"interfaces": [...]} the whole desired state',
+    "delete": "delete one interface",
+    "stats": "counters of the pump and its interfaces (JSON)",
+}
+
+
 def parser() -> Any:
     import argparse  # pylint: disable=import-outside-toplevel  # not on the service's start path (parse_run)
 
@@ -274,13 +342,19 @@ def parser() -> Any:
     run_parser = commands.add_parser("run", help="run the daemon")
     for option, (kind, default, choices, text) in RUN_OPTIONS.items():
         run_parser.add_argument(option, type=kind, default=default, choices=choices, help=text)
-    for name in ("status", "get", "apply", "delete", "stats"):
-        sub = commands.add_parser(name)
-        sub.add_argument("--socket", default=DEFAULT_SOCKET)
+    for name, text in CLIENT_COMMANDS.items():
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("--socket", default=DEFAULT_SOCKET, help="the pump's control socket (default: %(default)s)")
+        sub.add_argument(
+            "--timeout",
+            type=_positive_seconds,
+            default=DEFAULT_TIMEOUT,
+            help="seconds to wait for the pump's reply (default: %(default)g)",
+        )
         if name in ("get", "delete"):
-            sub.add_argument("name")
+            sub.add_argument("name", help="the interface")
         if name == "stats":
-            sub.add_argument("name", nargs="?")
+            sub.add_argument("name", nargs="?", help="only this interface")
         if name == "apply":
             sub.add_argument("file", help="a JSON interface object, or {\"interfaces\": [...]}; '-' for stdin")
     return top
@@ -296,9 +370,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "status":
             return status(args)
         return call(args)
-    except ControlError as exc:
+    except (ControlError, ConfigError) as exc:
         LOG.error("%s", exc)
         return EXIT_INVALID
+    except PumpConnectionError as exc:
+        LOG.error("%s", exc)
+        return EXIT_FAILURE
     except (KniError, OSError) as exc:
         LOG.error("%s", exc)
         return EXIT_FAILURE

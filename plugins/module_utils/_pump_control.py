@@ -26,7 +26,8 @@ import json
 import os
 import socket
 import stat
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
+import time
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import (
     ConfigError,
@@ -40,6 +41,9 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import 
 
 PROTOCOL_VERSION = 1
 MAX_LINE = 1 << 20
+MAX_REPLY = 16 * MAX_LINE
+# Seconds a client waits for a reply: an apply answers once the net devices exist, which takes seconds on a slow host.
+DEFAULT_TIMEOUT = 30.0
 OPS = ("list", "get", "apply", "delete", "stats")
 _OP_FIELDS = {
     "list": (),
@@ -251,40 +255,131 @@ class ControlError(Exception):
     """The daemon answered ``ok: false``; ``field`` and ``message`` come from its reply."""
 
     def __init__(self, reply: Dict[str, Any]) -> None:
-        error = reply.get("error") or {}
+        error = reply.get("error")
+        if not isinstance(error, dict):
+            error = {"message": error} if error else {}
         self.field = str(error.get("field", ""))
         self.message = str(error.get("message", "unknown error"))
         self.reply = reply
         super().__init__(f"{self.field}: {self.message}")
 
 
-class ControlClient:
-    """Blocking client: ``call("list")``, ``call("apply", interface={...})``..."""
+class PumpConnectionError(Exception):
+    """The control socket could not be used: nothing listens there, no reply in time, the connection closed, or
+    the reply is not what the protocol promises. The message is one line and names the socket."""
 
-    def __init__(self, path: str, timeout: float = 30.0) -> None:
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+class ControlCalls:
+    """``fetch`` and ``expect`` on top of a ``call``: a reply missing a field the caller relies on is an error
+    naming the socket, the operation and the field, instead of a ``KeyError`` later."""
+
+    path = ""
+
+    def call(self, op: str, **fields: Any) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def bad_reply(self, op: str, problem: str) -> PumpConnectionError:
+        return PumpConnectionError(f"kni-pump's reply to {op!r} on {self.path}: {problem}")
+
+    def expect(self, reply: Mapping[str, Any], op: str, key: str, kind: type) -> Any:
+        value = reply.get(key)
+        if not isinstance(value, kind):
+            wanted = "an object" if kind is dict else "a list" if kind is list else kind.__name__
+            found = "missing" if key not in reply else _json_type(value)
+            raise self.bad_reply(op, f"field {key!r} must be {wanted}, but it is {found}")
+        return value
+
+    def fetch(self, op: str, key: str, kind: type, **fields: Any) -> Any:
+        """``call`` and return the reply's ``key``, which must be of ``kind`` (dict or list)."""
+        return self.expect(self.call(op, **fields), op, key, kind)
+
+    def list_interfaces(self) -> List[Dict[str, Any]]:
+        """The ``list`` reply's interfaces, each an object with a string ``name``."""
+        listing = self.fetch("list", "interfaces", list)
+        for item in listing:
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise self.bad_reply(
+                    "list", f"each entry of 'interfaces' must be an object with a 'name', not {item!r}"
+                )
+        return listing
+
+
+class ControlClient(ControlCalls):
+    """Blocking client: ``call("list")``, ``call("apply", interface={...})``...
+
+    ``timeout`` (default ``DEFAULT_TIMEOUT``) bounds the connect and the wait for each whole reply.
+    """
+
+    def __init__(self, path: str, timeout: Optional[float] = None) -> None:
+        self.path = path
+        self.timeout = DEFAULT_TIMEOUT if timeout is None else timeout
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._socket.settimeout(timeout)
-        self._socket.connect(path)
+        self._socket.settimeout(self.timeout)
+        try:
+            self._socket.connect(path)
+        except OSError as exc:
+            self._socket.close()
+            raise PumpConnectionError(f"cannot connect to kni-pump's control socket {path}: {_reason(exc)}") from exc
         self._buffer = b""
 
     def send_line(self, line: bytes) -> Dict[str, Any]:
         """Send raw bytes (one line) and return the decoded reply; for tests of malformed input."""
-        self._socket.sendall(line if line.endswith(b"\n") else line + b"\n")
-        while b"\n" not in self._buffer:
-            data = self._socket.recv(1 << 16)
-            if not data:
-                raise ConnectionError("kni-pump closed the control connection")
-            self._buffer += data
+        deadline = time.monotonic() + self.timeout
+        try:
+            self._socket.sendall(line if line.endswith(b"\n") else line + b"\n")
+            while b"\n" not in self._buffer:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise socket.timeout("timed out")
+                self._socket.settimeout(remaining)
+                data = self._socket.recv(1 << 16)
+                if not data:
+                    raise PumpConnectionError(f"kni-pump closed the control connection on {self.path} without a reply")
+                self._buffer += data
+                if len(self._buffer) > MAX_REPLY:
+                    raise PumpConnectionError(f"kni-pump's reply on {self.path} is longer than {MAX_REPLY} bytes")
+        except socket.timeout as exc:  # TimeoutError from Python 3.10, a separate OSError before
+            raise PumpConnectionError(
+                f"kni-pump did not answer on its control socket {self.path} within {self.timeout:g} s"
+            ) from exc
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise PumpConnectionError(f"kni-pump closed the control connection on {self.path} without a reply") from exc
+        except OSError as exc:
+            raise PumpConnectionError(
+                f"the control connection to kni-pump on {self.path} failed: {_reason(exc)}"
+            ) from exc
         reply, self._buffer = self._buffer.split(b"\n", 1)
-        return json.loads(reply)
+        try:
+            document = json.loads(reply)
+        except ValueError as exc:
+            raise PumpConnectionError(f"kni-pump's reply on {self.path} is not valid JSON: {exc}") from exc
+        if not isinstance(document, dict):
+            raise PumpConnectionError(
+                f"kni-pump's reply on {self.path} must be a JSON object, not {_json_type(document)}"
+            )
+        return document
 
     def request(self, op: str, **fields: Any) -> Dict[str, Any]:
-        return self.send_line(json.dumps({"version": PROTOCOL_VERSION, "op": op, **fields}).encode())
+        """The reply, which is an object with a boolean ``ok``."""
+        reply = self.send_line(json.dumps({"version": PROTOCOL_VERSION, "op": op, **fields}).encode())
+        if not isinstance(reply.get("ok"), bool):
+            raise self.bad_reply(op, f"field 'ok' must be true or false, but it is {_json_type(reply.get('ok'))}")
+        return reply
 
     def call(self, op: str, **fields: Any) -> Dict[str, Any]:
         """Like ``request`` but raises ``ControlError`` for ``ok: false``."""
         reply = self.request(op, **fields)
-        if not reply.get("ok"):
+        if not reply["ok"]:
             raise ControlError(reply)
         return reply
 

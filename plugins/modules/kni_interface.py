@@ -21,7 +21,7 @@ description:
   - The Linux-side options (O(admin_state), O(promisc), O(allmulticast), O(addresses)) are applied after the pump
     options. Each one left out is not managed.
   - With O(adopt=true) the interface was created by a DPDK application; only the Linux-side options apply, the
-    pump is not contacted, and a missing interface is an error.
+    pump is not contacted, and a missing interface or one whose driver is not C(kni) is an error.
   - Every option is checked, against the pump's current state and the host too (backend interface present, CPU
     online, name not taken by a non-KNI interface), before anything changes; an error names the option, for
     example C(interfaces[1].mtu).
@@ -55,7 +55,8 @@ options:
         default: present
       adopt:
         description:
-          - The interface was created by a DPDK application; manage only its Linux-side settings.
+          - The interface was created by a DPDK application; manage only its Linux-side settings. Its driver must
+            be C(kni); see O(adopt).
         type: bool
         default: false
       backend:
@@ -102,7 +103,10 @@ options:
     type: bool
     default: false
   socket:
-    description: The control socket of C(kni-pump).
+    description:
+      - The control socket of C(kni-pump).
+      - A pump that does not answer within 30 seconds, closes the connection or answers outside its protocol is
+        an error naming the socket.
     type: path
     default: /run/kni-pump/control.sock
   state:
@@ -115,6 +119,7 @@ options:
     description:
       - The interface was created by a DPDK application, not by C(kni-pump). Only O(admin_state), O(promisc),
         O(allmulticast) and O(addresses) apply; the pump is not contacted, and a missing interface is an error.
+      - An interface whose driver (as C(ethtool -i) reports it) is not C(kni) is refused, and nothing changes.
       - Only with O(name); the default is V(false).
     type: bool
   backend:

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import InterfaceConfig
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import (
     PROTOCOL_VERSION,
+    ControlCalls,
     ControlError,
     error_reply,
     ok_reply,
@@ -47,7 +48,7 @@ class NetlinkError(OSError):
 
 class FakeIPRoute:
     def __init__(self) -> None:
-        self.links: Dict[int, Dict[str, Any]] = {1: {"name": "lo", "flags": 0x9}}
+        self.links: Dict[int, Dict[str, Any]] = {1: {"name": "lo", "flags": 0x9, "driver": None}}
         self.addresses: List[Tuple[int, int, str, int]] = []  # (index, family, address, prefixlen)
         self.next_index = 2
         self.calls: List[Tuple[str, Dict[str, Any]]] = []
@@ -55,11 +56,16 @@ class FakeIPRoute:
         self.fail_on: Optional[str] = None  # a command ("link set", "addr add") that raises
         self.old_del = False  # refuse "del" like a new kernel refuses pyroute2 0.5's request
 
-    def add_link(self, name: str, flags: int = IFF_BROADCAST | IFF_MULTICAST) -> int:
+    def add_link(self, name: str, flags: int = IFF_BROADCAST | IFF_MULTICAST, driver: Optional[str] = "veth") -> int:
         index = self.next_index
         self.next_index += 1
-        self.links[index] = {"name": name, "flags": flags}
+        self.links[index] = {"name": name, "flags": flags, "driver": driver}
         return index
+
+    def driver_of(self, name: str) -> Optional[str]:
+        """What ethtool would report as the link's driver."""
+        index = self.index_of(name)
+        return None if index is None else self.links[index]["driver"]
 
     def remove_link(self, name: str) -> None:
         for index, link in list(self.links.items()):
@@ -128,8 +134,10 @@ class FakeIPRoute:
         self.closed = True
 
 
-class FakePump:
+class FakePump(ControlCalls):
     """kni-pump's control protocol over a fake link table; ``requests`` records every request sent."""
+
+    path = "/fake/kni-pump.sock"
 
     def __init__(self, ipr: FakeIPRoute) -> None:
         self.ipr = ipr
@@ -141,7 +149,7 @@ class FakePump:
 
     def add(self, config: InterfaceConfig) -> None:
         self.desired[config.name] = config
-        self.ipr.add_link(config.name)
+        self.ipr.add_link(config.name, driver="kni")
 
     def call(self, op: str, **fields: Any) -> Dict[str, Any]:
         line = json.dumps({"version": PROTOCOL_VERSION, "op": op, **fields}).encode()
@@ -185,7 +193,7 @@ class FakePump:
         self.desired[config.name] = config
         if previous is None or any(getattr(previous, key) != getattr(config, key) for key in CREATION_FIELDS):
             self.ipr.remove_link(config.name)
-            self.ipr.add_link(config.name)
+            self.ipr.add_link(config.name, driver="kni")
         self.failed.pop(config.name, None)
         return ok_reply(actions=[f"apply {config.name}"], interfaces=[self._summary(config.name)])
 

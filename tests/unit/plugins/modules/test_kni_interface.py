@@ -8,12 +8,13 @@ from __future__ import annotations
 from typing import Any, Dict, List
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils import _kni_interface_run
+from ansible_collections.kernelnic.kni.plugins.module_utils import _kni_interface_run, _pump_control
 from ansible_collections.kernelnic.kni.plugins.module_utils._kni_interface import HostFacts
 from ansible_collections.kernelnic.kni.plugins.module_utils._kni_linux import MISSING_PYROUTE2, LinuxError, LinuxLinks
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import Backend, InterfaceConfig
 from ansible_collections.kernelnic.kni.plugins.modules import kni_interface
 
+from tests.unit.plugins.hostile_pump import hostile_pump
 from tests.unit.plugins.kni_interface_fakes import IFF_UP, FakeIPRoute, FakePump
 from tests.unit.plugins.modules.kni_module_runner import run_module
 
@@ -30,7 +31,7 @@ class World:
         self.sockets: List[str] = []
         self.cpus = [0, 1]
         monkeypatch.setattr(_kni_interface_run, "connect_pump", self._connect)
-        monkeypatch.setattr(_kni_interface_run, "LinuxLinks", lambda: LinuxLinks(lambda: self.ipr))
+        monkeypatch.setattr(_kni_interface_run, "LinuxLinks", lambda: LinuxLinks(lambda: self.ipr, self.ipr.driver_of))
         monkeypatch.setattr(_kni_interface_run, "read_host_facts", self._facts)
 
     def _connect(self, path: str) -> FakePump:
@@ -185,7 +186,7 @@ def test_list_exclusive_and_absent(world: World, capsys: pytest.CaptureFixture) 
 
 
 def test_adopt_touches_only_linux(world: World, capsys: pytest.CaptureFixture) -> None:
-    world.ipr.add_link("vEth0_0")
+    world.ipr.add_link("vEth0_0", driver="kni")
     args = {"name": "vEth0_0", "adopt": True, "admin_state": "up", "addresses": ["10.9.0.1/24"]}
     result = run_module(kni_interface.main, capsys, args)
     assert result["changed"] and world.sockets == [] and world.pump.requests == []
@@ -267,7 +268,7 @@ def test_pump_refusal_names_the_task_field(world: World, capsys: pytest.CaptureF
 
 
 def test_netlink_failure_is_reported(world: World, capsys: pytest.CaptureFixture) -> None:
-    world.ipr.add_link("vEth0_0")
+    world.ipr.add_link("vEth0_0", driver="kni")
     world.ipr.fail_on = "link set"
     result = run_module(kni_interface.main, capsys, {"name": "vEth0_0", "adopt": True, "admin_state": "up"})
     assert result["failed"] and "vEth0_0: set up failed" in result["msg"] and "busy" in result["msg"]
@@ -276,7 +277,11 @@ def test_netlink_failure_is_reported(world: World, capsys: pytest.CaptureFixture
 def test_unreachable_pump(capsys: pytest.CaptureFixture, tmp_path: Any) -> None:
     args = {"name": "kni0", "backend": "loopback", "socket": str(tmp_path / "none.sock")}
     result = run_module(kni_interface.main, capsys, args)
-    assert result["failed"] and "cannot reach kni-pump at" in result["msg"] and "none.sock" in result["msg"]
+    assert (
+        result["failed"]
+        and "cannot connect to kni-pump's control socket" in result["msg"]
+        and "none.sock" in result["msg"]
+    )
 
 
 def test_missing_pyroute2_names_the_package(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
@@ -302,3 +307,58 @@ def test_yaml_boolean_carrier_is_accepted(world: World, capsys: pytest.CaptureFi
     assert world.pump.desired["kni0"].carrier == "on" and result["interfaces"][0]["carrier"] == "on"
     listed = {"interfaces": [{"name": "kni0", "carrier": False}]}
     assert run_module(kni_interface.main, capsys, listed)["interfaces"][0]["carrier"] == "off"
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "expected"),
+    [
+        ("silent", "kni-pump did not answer on its control socket {path} within 0.5 s"),
+        ("closes", "kni-pump closed the control connection on {path} without a reply"),
+        ("garbage", "kni-pump's reply on {path} is not valid JSON: "),
+        ("list", "kni-pump's reply on {path} must be a JSON object, not a list"),
+        ("ok-only", "kni-pump's reply to 'list' on {path}: field 'interfaces' must be a list, but it is missing"),
+        ("ok-string", "kni-pump's reply to 'list' on {path}: field 'ok' must be true or false, but it is a string"),
+        ("bad-entries", "kni-pump's reply to 'list' on {path}: each entry of 'interfaces' must be an object"),
+    ],
+)
+def test_misbehaving_pump_fails_naming_the_socket(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Any, behaviour: str, expected: str
+) -> None:
+    monkeypatch.setattr(_pump_control, "DEFAULT_TIMEOUT", 0.5)
+    path = str(tmp_path / "control.sock")
+    with hostile_pump(path, behaviour) as server:
+        result = run_module(kni_interface.main, capsys, {"name": "kni0", "backend": "null", "socket": path})
+    assert result["failed"] is True and result.get("changed") is not True, result
+    assert expected.format(path=path) in result["msg"] and "\n" not in result["msg"], result["msg"]
+    assert all(b'"op": "list"' in line for line in server.requests), server.requests  # nothing was changed
+
+
+def test_pump_field_errors_come_before_the_pump_is_contacted(capsys: pytest.CaptureFixture, tmp_path: Any) -> None:
+    socket_path = str(tmp_path / "none.sock")  # no pump: a field error must win over "cannot connect"
+    for options, field, text in [
+        ({"min_mtu": 1500, "max_mtu": 1400}, "min_mtu", "1500 is above max_mtu 1400"),
+        ({"mtu": 1000, "min_mtu": 1200}, "mtu", "1000 is outside min_mtu..max_mtu: min_mtu is 1200"),
+        ({"mtu": 1600, "max_mtu": 1500}, "mtu", "1600 is outside min_mtu..max_mtu: max_mtu is 1500"),
+    ]:
+        args = {"interfaces": [{"name": "kni0", **options}], "socket": socket_path}
+        result = run_module(kni_interface.main, capsys, args)
+        assert result["failed"] and result["field"] == f"interfaces[0].{field}", result
+        assert result["msg"] == f"interfaces[0].{field}: {text}"
+
+
+@pytest.mark.parametrize(("name", "driver"), [("eth1", "veth"), ("lo", None), ("dummy0", "dummy")])
+def test_adopt_refuses_an_interface_that_is_not_kni(
+    world: World, capsys: pytest.CaptureFixture, name: str, driver: Any
+) -> None:
+    if name == "dummy0":
+        world.ipr.add_link(name, driver=driver)
+    index = world.ipr.index_of(name)
+    assert index is not None
+    world.ipr.addresses.append((index, 2, "192.0.2.2", 24))
+    args = {"name": name, "adopt": True, "addresses": [], "admin_state": "down"}
+    for check_mode in (True, False):
+        result = run_module(kni_interface.main, capsys, args, check_mode=check_mode)
+        assert result["failed"] is True and result["field"] == "name", result
+        found = f"driver {driver!r}" if driver else "no driver"
+        assert result["msg"].startswith(f"name: {name!r} has {found}, not kni"), result["msg"]
+        assert world.ipr.calls == [] and world.ipr.cidrs(name) == ["192.0.2.2/24"]

@@ -3,6 +3,9 @@
 """kni_interface's Linux side with the real pyroute2 on real links, no kernel module needed: a throwaway network
 namespace on this host holds a veth pair; the module runs in adopt mode (the pump is not contacted) on ``kv0``.
 Results are read back with ``ip -j``, independently of the module's own netlink reads. Needs root (CAP_SYS_ADMIN).
+
+Adopt accepts only links of driver kni, which this host cannot create: the ``netns`` fixture makes the driver
+probe report kni for ``kv0`` (every other link keeps its real ethtool driver); ``real_drivers`` does not.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from collections.abc import Iterator
 from typing import Any, Dict, List
 
 import pytest
+from ansible_collections.kernelnic.kni.plugins.module_utils import _kni_interface_run
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni_linux import LinuxLinks
+from ansible_collections.kernelnic.kni.plugins.module_utils._netdev import ethtool_driver
 from ansible_collections.kernelnic.kni.plugins.modules import kni_interface
 
 from tests.unit.plugins.modules.kni_module_runner import run_module
@@ -76,7 +82,7 @@ class Namespace:
 
 
 @pytest.fixture
-def netns() -> Iterator[Namespace]:
+def real_drivers() -> Iterator[Namespace]:
     subprocess.run(["ip", "netns", "add", NETNS], check=True, timeout=30)
     try:
         ip("link", "add", LINK, "type", "veth", "peer", "name", PEER)
@@ -84,6 +90,16 @@ def netns() -> Iterator[Namespace]:
         yield Namespace()
     finally:
         subprocess.run(["ip", "netns", "del", NETNS], check=False, timeout=30)
+
+
+def _kv0_as_kni(name: str) -> Any:
+    return "kni" if name == LINK else ethtool_driver(name)
+
+
+@pytest.fixture
+def netns(real_drivers: Namespace, monkeypatch: pytest.MonkeyPatch) -> Namespace:
+    monkeypatch.setattr(_kni_interface_run, "LinuxLinks", lambda: LinuxLinks(driver_of=_kv0_as_kni))
+    return real_drivers
 
 
 WANTED: Dict[str, Any] = {
@@ -144,3 +160,19 @@ def test_adopting_a_missing_link_fails_without_changes(netns: Namespace, capsys:
     result = netns.run(args, capsys, may_fail=True)
     assert result["failed"] and result["field"] == "interfaces[1].name", result
     assert "UP" not in link()["flags"] and addresses() == []
+
+
+def test_adopt_refuses_links_that_are_not_kni(real_drivers: Namespace, capsys: pytest.CaptureFixture) -> None:
+    ip("link", "set", LINK, "up")
+    ip("addr", "add", "192.0.2.2/24", "dev", LINK)
+    ip("link", "set", "lo", "up")
+    before = {name: ip("-j", "addr", "show", "dev", name) for name in (LINK, "lo")}
+    for name, driver in ((LINK, "'veth'"), ("lo", None)):
+        args = {"name": name, "adopt": True, "addresses": [], "admin_state": "down"}
+        for check_mode in (True, False):
+            result = real_drivers.run(args, capsys, check_mode=check_mode, may_fail=True)
+            assert result.get("failed") is True and result["field"] == "name", result
+            found = f"has driver {driver}" if driver else "has no driver"
+            assert result["msg"].startswith(f"name: '{name}' {found}, not kni"), result["msg"]
+            assert result.get("changed") is not True and "actions" not in result, result
+    assert {name: ip("-j", "addr", "show", "dev", name) for name in (LINK, "lo")} == before
