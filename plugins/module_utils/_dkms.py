@@ -30,6 +30,10 @@ _STATUS_LINE = re.compile(
     r"(?:,\s*(?P<kernel>[^\s,:]+),\s*(?P<arch>[^\s,:]+))?"
     r"\s*:\s*(?P<state>[A-Za-z][A-Za-z-]*)(?P<extra>.*)$"
 )
+# A kernel release (``uname -r``, at most 64 characters) or a DKMS module version: both become path components
+# (/lib/modules/<release>, /usr/src/rte_kni-<version>) and dkms arguments, so nothing else is let through.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,63}$")
+_NAME_RULE = "letters, digits and . _ + ~ -, starting with a letter or digit, at most 64 characters"
 _CONF_VALUE = re.compile(r"""^\s*(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>"[^"]*"|'[^']*'|[^\s#;]*)""")
 
 
@@ -360,6 +364,21 @@ class DkmsFailure(Exception):
         self.result = result or {}
 
 
+def check_name(value: Any, field: str, example: str) -> str:
+    """A kernel release or module version, checked against ``_NAME``; raises ``DkmsFailure`` naming ``field``."""
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise DkmsFailure(f"{field}: {value!r} is not {example}: use only {_NAME_RULE}", {"field": field})
+    return value
+
+
+def check_arguments(args: Mapping[str, Any]) -> None:
+    """``version`` and each of ``kernels``, before anything is read or run."""
+    if args.get("version") is not None:
+        check_name(args["version"], "version", "a DKMS module version (like 1.0)")
+    for index, kernel in enumerate(args.get("kernels") or []):
+        check_name(kernel, f"kernels[{index}]", "a kernel release (like 6.1.0-56-amd64)")
+
+
 def resolve_version(host: Host, args: Mapping[str, Any]) -> Tuple[str, str]:
     """(version, source) for state=present: version from the argument or from source/dkms.conf."""
     version = args.get("version")
@@ -370,6 +389,7 @@ def resolve_version(host: Host, args: Mapping[str, Any]) -> Tuple[str, str]:
         version = read_dkms_conf(host.paths.path(source)).get("PACKAGE_VERSION")
         if not version:
             raise DkmsFailure(f"{source}/dkms.conf does not exist or sets no PACKAGE_VERSION; set version")
+        check_name(version, f"PACKAGE_VERSION in {source}/dkms.conf", "a DKMS module version (like 1.0)")
     return str(version), str(source or f"/usr/src/{MODULE_NAME}-{version}")
 
 
@@ -403,6 +423,7 @@ def execute(
 ) -> Dict[str, Any]:
     """kni_dkms end to end: the module's result dict; warnings go to ``warn`` as they arise."""
     state = args.get("state") or "present"
+    check_arguments(args)
     explicit = list(args.get("kernels") or []) or None
     result: Dict[str, Any] = {"changed": False, "commands": [], "kernels": [], "skipped_kernels": []}
     dkms = host.which("dkms")

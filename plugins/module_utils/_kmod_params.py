@@ -83,6 +83,25 @@ def _coerce(parameter: Parameter, value: Any, errors: List[str]) -> Optional[Val
     return str(value)
 
 
+def precheck_arguments(arguments: Dict[str, Any]) -> Optional[str]:
+    """Prepare kni_kmod's raw ``params`` argument for ansible-core's validation, whose suboption handling ends in a
+    TypeError for a list or a number. null stands for the default (every parameter at its default); anything else
+    but a dictionary, or a ``k=v`` string that ansible-core parses, is replaced by {} and the error returned."""
+    if "params" not in arguments:
+        return None
+    value = arguments["params"]
+    if value is None:
+        del arguments["params"]
+        return None
+    if isinstance(value, (dict, str)):
+        return None
+    arguments["params"] = {}
+    kind = {list: "a list", bool: "a boolean", int: "a number", float: "a number"}.get(
+        type(value), type(value).__name__
+    )
+    return f"params must be a dictionary of rte_kni parameters, for example {{carrier: 'on'}}, not {kind}"
+
+
 def validate(params: Optional[Mapping[str, Any]]) -> Params:
     """Every parameter's desired value (defaults for those left out or None), or ParameterError."""
     errors: List[str] = []

@@ -41,6 +41,8 @@ options:
       - The DKMS module version (C(PACKAGE_VERSION) in C(dkms.conf)).
       - With O(state=present) it defaults to the version in O(source)'s C(dkms.conf); one of the two is required.
       - With O(state=absent) and no version, every version of rte_kni is removed.
+      - Letters, digits and C(. _ + ~ -) only, starting with a letter or digit (the same applies to
+        C(PACKAGE_VERSION) when it is read from O(source)).
     type: str
   source:
     description:
@@ -52,6 +54,7 @@ options:
     description:
       - Kernel releases to build for, instead of the running kernel and every installed kernel with headers.
       - All of them must have headers. With O(state=absent), only these kernels' builds are removed.
+      - Each is a release as C(uname -r) prints it; letters, digits and C(. _ + ~ -) only.
     type: list
     elements: str
 notes:

@@ -149,6 +149,8 @@ options:
     description:
       - V(on) and V(off) set the carrier while the interface is up; V(follow) mirrors the backend's link.
         A new interface gets V(follow).
+      - V(on) and V(off) may be given unquoted (YAML reads them as the booleans V(true) and V(false), which count
+        as V(on) and V(off)).
     type: str
     choices: ['on', 'off', follow]
   core:

@@ -39,6 +39,9 @@ options:
       - Only O(params.min_scheduling_interval), O(params.max_scheduling_interval) and
         O(params.idle_scheduling_interval) can change while the module is loaded.
       - Ignored with O(state=absent).
+      - V(null) is the same as V({}).
+      - The values V(on) and V(off) may be given unquoted (YAML reads them as the booleans V(true) and V(false),
+        which count as V(on) and V(off)).
     type: dict
     default: {}
     suboptions:
@@ -193,7 +196,10 @@ errors:
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.kernelnic.kni.plugins.module_utils._host import ModuleHost  # noqa: E402
 from ansible_collections.kernelnic.kni.plugins.module_utils._kmod import STATES, KmodFailure, execute  # noqa: E402
-from ansible_collections.kernelnic.kni.plugins.module_utils._kmod_params import BY_NAME  # noqa: E402
+from ansible_collections.kernelnic.kni.plugins.module_utils._kmod_params import (  # noqa: E402
+    BY_NAME,
+    precheck_arguments,
+)
 
 
 def _params_spec() -> dict:
@@ -208,8 +214,18 @@ def _params_spec() -> dict:
     return spec
 
 
+class KmodModule(AnsibleModule):
+    """Checks O(params) before ansible-core validates the arguments (see precheck_arguments)."""
+
+    precheck_error = None
+
+    def _load_params(self) -> None:
+        super()._load_params()
+        self.precheck_error = precheck_arguments(self.params)
+
+
 def main() -> None:
-    module = AnsibleModule(
+    module = KmodModule(
         argument_spec={
             "state": {"type": "str", "choices": list(STATES), "default": "present"},
             "params": {"type": "dict", "default": {}, "options": _params_spec(), "apply_defaults": True},
@@ -218,6 +234,8 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
+    if module.precheck_error:
+        module.fail_json(msg=module.precheck_error)
     try:
         result = execute(ModuleHost(module), module.params, module.check_mode, module._diff)
     except KmodFailure as exc:

@@ -59,3 +59,35 @@ def test_absent(system: FakeSystem, capsys: pytest.CaptureFixture) -> None:
     result = run_module(kni_dkms.main, capsys, {"state": "absent", "version": "1.0"})
     assert result["changed"] and result["commands"] == ["dkms remove -m rte_kni -v 1.0 --all"]
     assert run_module(kni_dkms.main, capsys, {"state": "absent"})["changed"] is False
+
+
+@pytest.mark.parametrize("state", ["present", "absent"])
+@pytest.mark.parametrize(
+    ("args", "field", "value"),
+    [
+        ({"version": "1.0", "kernels": ["../../etc"]}, "kernels[0]", "../../etc"),
+        ({"version": "1.0", "kernels": [RELEASE, "6.1 x"]}, "kernels[1]", "6.1 x"),
+        ({"version": "1.0", "kernels": ["-k"]}, "kernels[0]", "-k"),
+        ({"version": "../../x y", "kernels": [RELEASE]}, "version", "../../x y"),
+        ({"version": "1.0/2"}, "version", "1.0/2"),
+        ({"version": "."}, "version", "."),
+    ],
+)
+def test_kernel_and_version_must_be_plain_names(
+    system: FakeSystem, capsys: pytest.CaptureFixture, state: str, args: dict, field: str, value: str
+) -> None:
+    if state == "absent":
+        system.dkms["1.0"] = {RELEASE: "installed"}
+    before = dict(system.dkms)
+    result = run_module(kni_dkms.main, capsys, {**args, "state": state, "source": "/opt/kni/kmod"})
+    assert result["failed"] is True and result["field"] == field, result
+    assert result["msg"].startswith(f"{field}: {value!r} is not a "), result["msg"]
+    assert "linux-headers" not in result["msg"] and system.calls == [] and system.dkms == before
+
+
+def test_version_from_dkms_conf_is_checked(system: FakeSystem, capsys: pytest.CaptureFixture) -> None:
+    system.write("/opt/kni/kmod/dkms.conf", 'PACKAGE_NAME="rte_kni"\nPACKAGE_VERSION="../1"\n')
+    result = run_module(kni_dkms.main, capsys, {"source": "/opt/kni/kmod", "kernels": [RELEASE]})
+    assert result["failed"] is True and result["field"] == "PACKAGE_VERSION in /opt/kni/kmod/dkms.conf", result
+    assert "'../1' is not a DKMS module version" in result["msg"]
+    assert [call[1:2] for call in system.calls] == [["status"]]

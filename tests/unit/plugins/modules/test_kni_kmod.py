@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from ansible_collections.kernelnic.kni.plugins.modules import kni_kmod
 
 from tests.unit.plugins.kni_fakes import FakeSystem
@@ -110,3 +111,35 @@ def test_absent_persistent_removes_files(system: FakeSystem, capsys: pytest.Capt
     assert result["changed"] and not system.exists("/etc/modules-load.d/rte_kni.conf")
     assert not system.exists("/sys/module/rte_kni")
     assert run_module(kni_kmod.main, capsys, {"state": "absent", "persistent": True})["changed"] is False
+
+
+@pytest.mark.parametrize(("params", "kind"), [([1, 2], "a list"), (5, "a number"), (True, "a boolean")])
+def test_params_that_are_not_a_dictionary_fail_cleanly(
+    system: FakeSystem, capsys: pytest.CaptureFixture, params: object, kind: str
+) -> None:
+    result = run_module(kni_kmod.main, capsys, {"params": params, "persistent": True})
+    assert result["failed"] is True
+    assert (
+        result["msg"] == f"params must be a dictionary of rte_kni parameters, for example {{carrier: 'on'}}, not {kind}"
+    )
+    assert system.calls == [] and not system.exists("/etc/modprobe.d/rte_kni.conf")
+
+
+def test_params_null_means_the_defaults(system: FakeSystem, capsys: pytest.CaptureFixture) -> None:
+    result = run_module(kni_kmod.main, capsys, {"params": None})
+    assert "failed" not in result, result
+    assert result["params"]["carrier"] == "off" and result["params"]["min_scheduling_interval"] == 100
+    assert system.param("carrier") == "off"
+
+
+def test_unquoted_on_and_off_are_documented_and_accepted(system: FakeSystem, capsys: pytest.CaptureFixture) -> None:
+    documented = yaml.safe_load(kni_kmod.DOCUMENTATION)["options"]["params"]
+    assert "unquoted" in " ".join(documented["description"])
+    on_off = [name for name, option in documented["suboptions"].items() if option.get("choices") == ["off", "on"]]
+    assert "carrier" in on_off
+    result = run_module(kni_kmod.main, capsys, {"params": {name: True for name in on_off}})
+    assert "failed" not in result, result
+    assert all(result["params"][name] == "on" for name in on_off)
+    system.unload()
+    result = run_module(kni_kmod.main, capsys, {"params": {name: False for name in on_off}})
+    assert all(result["params"][name] == "off" for name in on_off)
