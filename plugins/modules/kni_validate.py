@@ -20,10 +20,10 @@ description:
     (names, backends, MACs, MTU fields together, uniqueness) and against V(kni_pump_max_interfaces), the pump
     settings as C(kni-pump) checks its own. What needs the host (a backend interface, an online CPU, the pump's
     current interfaces) is left to those modules.
-  - Types are strict, since the role computes with these values and tests them in conditionals; a C(-e name=value)
-    on the command line gives a string, C(-e '{"name": 5}') a number.
-  - The role runs it as its first task. It is a module rather than an action plugin so that it needs nothing on the
-    controller beyond the collection, and it reads nothing on the host.
+  - Types are strict, since the role computes with these values and tests them in conditionals. On the command
+    line, C(-e name=value) gives a string; JSON or YAML given to C(-e) keeps numbers and booleans.
+  - The role runs it as its first task. It is a module rather than an action plugin so that the checks run the
+    modules' own code where the modules run, with the same Python; it reads nothing on the host.
   - Changes nothing.
 author:
   - kernelnic.kni contributors (@kernelnic)

@@ -1,21 +1,27 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: kernelnic.kni contributors
 """The kni role's static facts: the module_utils it installs for kni-pump are exactly what the pump imports, the
-sizes behind its hugepage computation match the pump's, argument_specs documents every default, and the service
-unit it renders keeps systemd's exposure score at 3.0 or lower."""
+sizes behind its hugepage computation match the pump's, argument_specs documents every default as the modules do,
+and the service unit it renders keeps systemd's exposure score at 3.0 or lower. And the role itself, in check mode
+against this host: bad variables fail its first task, and a fresh host is predicted without facts gathered."""
 
 from __future__ import annotations
 
 import ast
+import json
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
-from typing import Any, Dict, Set
+from typing import Any, Dict, List, Set, Tuple
 
 import pytest
 import yaml
-from ansible_collections.kernelnic.kni.plugins.module_utils import _abi, _mbuf, _pump_daemon
+from ansible_collections.kernelnic.kni.plugins.module_utils import _abi, _mbuf, _pump_daemon, _role_validate
+from ansible_collections.kernelnic.kni.plugins.modules import kni_interface, kni_kmod
 
+from tests.collection_path import ensure_collection_path
 from tests.guest.ansible_runner import run_play
 
 ROLE = Path(__file__).resolve().parents[2] / "roles" / "kni"
@@ -106,3 +112,130 @@ def test_service_exposure_is_at_most_3(tmp_path: Path, extra_vars: Dict[str, Any
     assert score, analysed.stdout + analysed.stderr
     assert float(score.group(1)) <= 3.0, analysed.stdout
     assert analysed.returncode == 0, analysed.stdout + analysed.stderr
+
+
+def _suboptions(module: Any, option: str) -> Dict[str, Any]:
+    return yaml.safe_load(module.DOCUMENTATION)["options"][option]["suboptions"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "module", "option"),
+    [("kni_interfaces", kni_interface, "interfaces"), ("kni_module_params", kni_kmod, "params")],
+)
+def test_argument_specs_document_suboptions_as_the_module(variable: str, module: Any, option: str) -> None:
+    role = _yaml(ROLE / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"][variable]["options"]
+    documented = _suboptions(module, option)
+    assert sorted(role) == sorted(documented)
+    for name, spec in documented.items():
+        for key in ("type", "elements", "choices", "default", "required"):
+            assert role[name].get(key) == spec.get(key), f"{variable}[].{name}: {key}"
+
+
+def test_defaults_need_no_facts() -> None:
+    """Argument validation templates the defaults before the role's first task could gather any facts."""
+    text = (ROLE / "defaults" / "main.yml").read_text(encoding="utf-8")
+    assert "ansible_facts" not in text and "ansible_kernel" not in text
+
+
+def test_validation_task_checks_every_variable() -> None:
+    options = _yaml(ROLE / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+    tasks = yaml.safe_load((ROLE / "tasks" / "main.yml").read_text(encoding="utf-8"))
+    validate = [task for task in tasks if "kernelnic.kni.kni_validate" in task]
+    assert len(validate) == 1
+    passed = validate[0]["kernelnic.kni.kni_validate"]["variables"]
+    assert sorted(passed) == sorted(options) == sorted(_role_validate.CHECKS)
+    for name, value in passed.items():
+        assert value == "{{ " + name + " }}", name
+    # Only reading comes before it, and it runs whatever --tags select.
+    before = tasks[: tasks.index(validate[0])]
+    assert [next(iter(set(task) - {"name", "when", "tags"})) for task in before] == ["ansible.builtin.setup"]
+    assert all("always" in task.get("tags", []) for task in [*before, validate[0]])
+
+
+_TASK_HEADER = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(?:kernelnic\.kni\.kni : )?(?P<name>.*?)\] \**$")
+_TASK_STATUS = re.compile(r"^(?P<status>ok|changed|skipping|fatal|failed): \[localhost\]")
+
+
+def _run_role(tmp_path: Path, variables: Dict[str, Any]) -> Tuple[int, str, List[Tuple[str, Set[str]]]]:
+    """The kni role in check mode against this host, without gathered facts: (rc, output, tasks in order, each
+    with the statuses its host lines reported)."""
+    play = {"hosts": "localhost", "gather_facts": False, "roles": [{"role": "kernelnic.kni.kni"}]}
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(json.dumps([play]), encoding="utf-8")
+    env = dict(
+        os.environ,
+        ANSIBLE_COLLECTIONS_PATH=ensure_collection_path(importable=False),
+        ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
+        ANSIBLE_REMOTE_TEMP=str(tmp_path / "remote-tmp"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_RETRY_FILES_ENABLED="0",
+        ANSIBLE_DEPRECATION_WARNINGS="0",
+        PATH=f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin",
+    )
+    extra = json.dumps(dict(variables, ansible_python_interpreter=sys.executable))
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-c", "local", "-i", "localhost,", "--check"]
+    done = subprocess.run(
+        [*argv, "-e", extra, str(playbook)], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    output = done.stdout + done.stderr
+    tasks: List[Tuple[str, Set[str]]] = []
+    for line in output.splitlines():
+        header = _TASK_HEADER.match(line)
+        if header:
+            tasks.append((header.group("name"), set()))
+            continue
+        status = _TASK_STATUS.match(line)
+        if status and tasks:
+            tasks[-1][1].add(status.group("status"))
+    return done.returncode, output, tasks
+
+
+def test_bad_variables_fail_the_first_task_that_checks_values(tmp_path: Path) -> None:
+    variables = {
+        "kni_hugepages": -5,
+        "kni_module_params": {"min_scheduling_interval": 300, "max_scheduling_interval": 200},
+        "kni_interfaces": [{"name": "kni0", "backend": "null"}, {"name": "kni1", "backend": "null", "mac": "zz"}],
+    }
+    rc, output, tasks = _run_role(tmp_path, variables)
+    assert rc != 0, output
+    failed = [name for name, statuses in tasks if statuses & {"fatal", "failed"}]
+    assert failed == ["Check the role variables"], output
+    assert [name for name, _statuses in tasks][-1] == "Check the role variables", output
+    assert not any("changed" in statuses for _name, statuses in tasks), output
+    message = re.search(r'"msg": "(invalid kni role variables: [^"]*)"', output)
+    assert message, output
+    for named in ("kni_hugepages: -5", "kni_interfaces[1].mac: 'zz'", "kni_module_params: min_scheduling_interval"):
+        assert named in message.group(1), message.group(1)
+
+
+def test_check_mode_predicts_a_fresh_host(tmp_path: Path) -> None:
+    """Nothing of the role is on this host: no sources, no rte_kni for its kernel, no kni-pump unit or socket."""
+    fresh = tmp_path / "host"
+    variables = {
+        "kni_packages": ["dkms"],  # installed here; apt is not asked
+        "kni_kernel_headers": False,
+        "kni_kmod_dest_dir": str(fresh / "src" / "rte_kni-1.0"),
+        "kni_pump_lib_dir": str(fresh / "lib"),
+        "kni_pump_launcher": str(fresh / "bin" / "kni-pump"),
+        "kni_pump_service_name": "kni-pump-check-mode-test",
+        "kni_interfaces": [
+            {"name": "kni0", "backend": "null", "mac": "02:00:00:00:00:01"},
+            {"name": "kni1", "state": "absent"},
+        ],
+    }
+    rc, output, tasks = _run_role(tmp_path, variables)
+    assert rc == 0, output
+    recap = re.search(r"localhost\s*:\s*ok=\d+\s+changed=\d+\s+unreachable=0\s+failed=0", output)
+    assert recap, output
+    statuses = dict(tasks)
+    assert statuses["Gather the facts the role needs"] == {"ok"}
+    assert statuses["Build and install rte_kni with DKMS"] == {"skipping"}
+    for predicted in (
+        "Predict the DKMS build of rte_kni",
+        "Predict loading rte_kni",
+        "Predict starting kni-pump",
+        "Predict declaring the KNI interfaces",
+    ):
+        assert statuses[predicted] == {"changed"}, predicted
+    assert "it would create kni0" in output
+    assert not fresh.exists()
