@@ -137,6 +137,16 @@ static struct sk_buff *kni_napi_skb(struct kni_dev *kni,
 }
 
 /*
+ * Shortest pkt_len an rx mbuf may carry: a frame for the stack needs its
+ * Ethernet header, while loopback returns whatever userspace sent, empty
+ * mbufs included (DPDK's kni_autotest loops freshly allocated ones).
+ */
+static u32 kni_rx_min_len(void)
+{
+	return kni_lo_mode == KNI_LO_NONE ? ETH_HLEN : 0;
+}
+
+/*
  * Walk the chain of the rx mbuf at iova: validate it, copy its data into a
  * new skb when pskb is given, and turn every next pointer into VA form so
  * userspace can free the chain.  *uva is the head's user VA, 0 if unknown.
@@ -158,7 +168,7 @@ static int kni_rx_walk(struct kni_dev *kni, u64 iova, struct napi_struct *napi,
 
 	pkt_len = m.pkt_len;
 	nb_segs = m.nb_segs;
-	if (pkt_len < ETH_HLEN || pkt_len > KNI_MAX_FRAME_LEN ||
+	if (pkt_len < kni_rx_min_len() || pkt_len > KNI_MAX_FRAME_LEN ||
 	    !nb_segs || nb_segs > KNI_MAX_SEGS)
 		return -EINVAL;
 
@@ -227,22 +237,22 @@ static int kni_mem_move(struct kni_dev *kni, u64 dst, u64 src, u32 len)
 
 /*
  * Fill the alloc_q mbuf at entry with len bytes, from data or else from
- * the mbuf data at src_iova, pad it to ETH_ZLEN and post it on tx_q.
+ * the mbuf data at src_iova, zero-pad it to min_len and post it on tx_q.
  * Caller owns the tx side and checked that tx_q has room.
  */
 static int kni_tx_post(struct kni_dev *kni, u64 entry, const void *data,
-		       u64 src_iova, u32 len)
+		       u64 src_iova, u32 len, u32 min_len)
 {
 	struct kni_mbuf_lens lens;
 	struct rte_kni_mbuf m;
-	u32 padded = max_t(u32, len, ETH_ZLEN);
+	u32 padded = max_t(u32, len, min_len);
 	u64 buf, uva;
 
 	if (kni_mem_read(kni, entry, &m, KNI_MBUF_ADDR_LEN))
 		return -EFAULT;
 	buf = m.buf_iova + m.data_off;
-	if (data ? kni_mem_write(kni, buf, data, len)
-		 : kni_mem_move(kni, buf, src_iova, len))
+	if (len && (data ? kni_mem_write(kni, buf, data, len)
+			 : kni_mem_move(kni, buf, src_iova, len)))
 		return -EFAULT;
 	if (padded > len && kni_mem_zero(kni, buf + len, padded - len))
 		return -EFAULT;
@@ -272,7 +282,7 @@ static void kni_tx_skb(struct kni_dev *kni, struct sk_buff *skb)
 		kfree_skb(skb);
 		return;
 	}
-	if (kni_tx_post(kni, entry, skb->data, 0, len)) {
+	if (kni_tx_post(kni, entry, skb->data, 0, len, ETH_ZLEN)) {
 		/* The alloc_q entry was bogus; it cannot be handed back. */
 		atomic64_inc(&kni->tx_errors);
 		kfree_skb(skb);
@@ -354,8 +364,9 @@ static int kni_rx_normal(struct kni_dev *kni, int budget,
 }
 
 /*
- * lo_mode_fifo: copy the first segment of each rx_q mbuf into an alloc_q
- * mbuf and post it on tx_q, without involving the stack.
+ * lo_mode_fifo: copy the first segment of each rx_q mbuf, whatever its
+ * length (empty ones too), into an alloc_q mbuf and post it on tx_q with
+ * that length, without involving the stack.
  */
 static int kni_rx_lo_fifo(struct kni_dev *kni, int budget)
 {
@@ -373,9 +384,10 @@ static int kni_rx_lo_fifo(struct kni_dev *kni, int budget)
 		bool sent = false;
 
 		if (!kni_mem_read(kni, rx[i], &m, KNI_MBUF_HEAD_LEN) &&
-		    m.data_len >= ETH_HLEN && m.data_len <= kni->mbuf_size) {
+		    m.data_len <= kni->mbuf_size) {
 			if (!kni_tx_post(kni, alloc[i], NULL,
-					 m.buf_iova + m.data_off, m.data_len)) {
+					 m.buf_iova + m.data_off, m.data_len,
+					 0)) {
 				kni_count_rx(kni, m.data_len);
 				sent = true;
 			}
