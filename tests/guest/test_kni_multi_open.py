@@ -188,7 +188,8 @@ def pump_pings(pump: pump_tests.Pump) -> None:
 
 def start_pump(pump: pump_tests.Pump) -> None:
     pump.start(timeout=60)
-    sh(f"ip link set {pump_tests.KNI} up && ip addr add 10.77.0.1/24 dev {pump_tests.KNI}")
+    # A restarted pump restores the state and address it saved: replace, not add.
+    sh(f"ip link set {pump_tests.KNI} up && ip addr replace 10.77.0.1/24 dev {pump_tests.KNI}")
 
 
 @pytest.mark.usefixtures("pump_peer")
