@@ -24,7 +24,13 @@ TIMEOUT = "0.5"
 def kni_pump(*args: str, stdin: str = "") -> Tuple[int, str, str]:
     env = dict(os.environ, PYTHONPATH=ensure_collection_path(importable=False))
     done = subprocess.run(
-        [sys.executable, "-m", MODULE, *args], input=stdin, capture_output=True, text=True, env=env, timeout=60
+        [sys.executable, "-m", MODULE, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
     )
     return done.returncode, done.stdout, done.stderr
 
