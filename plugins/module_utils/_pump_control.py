@@ -261,7 +261,7 @@ class ControlError(Exception):
         self.field = str(error.get("field", ""))
         self.message = str(error.get("message", "unknown error"))
         self.reply = reply
-        super().__init__(f"{self.field}: {self.message}")
+        super().__init__(f"{self.field}: {self.message}" if self.field else self.message)
 
 
 class PumpConnectionError(Exception):

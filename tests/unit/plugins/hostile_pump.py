@@ -21,6 +21,7 @@ BEHAVIOURS = {
     "list": b"[1, 2]\n",
     "ok-string": b'{"version": 1, "ok": "yes"}\n',
     "bad-entries": b'{"version": 1, "ok": true, "interfaces": [1, 2], "daemon": {}}\n',
+    "error-string": b'{"version": 1, "ok": false, "error": "out of cheese"}\n',
 }
 
 

@@ -90,6 +90,13 @@ def test_status_checks_the_reply_fields(tmp_path: Path, behaviour: str, expected
     assert expected.format(path=path) in one_error_line(stderr)
 
 
+def test_refusal_without_an_error_object(tmp_path: Path) -> None:
+    path = str(tmp_path / "control.sock")
+    with hostile_pump(path, "error-string"):
+        code, stdout, stderr = kni_pump("status", "--socket", path, "--timeout", TIMEOUT)
+    assert code == 2 and stdout == "" and one_error_line(stderr) == "kni-pump: ERROR out of cheese"
+
+
 def test_no_pump_names_the_socket_not_the_file(tmp_path: Path, interface_file: str) -> None:
     path = str(tmp_path / "none.sock")
     for command in client_commands(interface_file):

@@ -319,6 +319,7 @@ def test_yaml_boolean_carrier_is_accepted(world: World, capsys: pytest.CaptureFi
         ("ok-only", "kni-pump's reply to 'list' on {path}: field 'interfaces' must be a list, but it is missing"),
         ("ok-string", "kni-pump's reply to 'list' on {path}: field 'ok' must be true or false, but it is a string"),
         ("bad-entries", "kni-pump's reply to 'list' on {path}: each entry of 'interfaces' must be an object"),
+        ("error-string", "kni-pump: out of cheese"),
     ],
 )
 def test_misbehaving_pump_fails_naming_the_socket(
