@@ -66,6 +66,13 @@ def configure_apt() -> None:
         f"Suites: {' '.join(EXTRA_SUITES)}\n"
         "Components: main\n"
         "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+        "\n"
+        # DPDK 22.11 is built from bookworm's source package (tests/vmharness/dpdk.py).
+        "Types: deb-src\n"
+        f"URIs: {DEBIAN_MIRROR}\n"
+        "Suites: bookworm\n"
+        "Components: main\n"
+        "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
     )
     pins = "\n".join(f"Package: *\nPin: release n={suite}\nPin-Priority: 100\n" for suite in LOW_PRIORITY_SUITES)
     changed = _write_if_different(APT_SOURCES, sources) | _write_if_different(APT_PINS, pins)
@@ -267,4 +274,7 @@ def setup(names: Optional[list[str]] = None) -> dict[str, str]:
         resolved[spec.name] = release
         with open(matrix.RESOLVED_FILE, "w", encoding="utf-8") as handle:
             json.dump(resolved, handle, indent=2, sort_keys=True)
+    from tests.vmharness import dpdk  # imports this module
+
+    dpdk.setup()
     return resolved
