@@ -241,3 +241,104 @@ def test_pump_refused_dev_kni_says_so_in_one_line() -> None:
         "with multi_open=on to share it [EBUSY: Device or resource busy]"
     ], result.stderr
     assert not exists(pump_tests.KNI)
+
+
+TESTPMD_SUBNET = ("10.98.3.1", "10.98.3.2")
+
+
+class Testpmd:
+    """DPDK 22.11's dpdk-testpmd with the KNI PMD (interface kni0), forwarding what it reads back where it came from."""
+
+    def __init__(self) -> None:
+        from tests.vmharness import dpdk  # the DPDK that set-up built (its paths are the same in the guest)
+
+        command = [
+            dpdk.load().dpdk_testpmd,
+            "-l",
+            "0,1",
+            "--no-pci",
+            "--in-memory",
+            "--no-telemetry",
+            "--vdev=net_kni0",
+            "--",
+            "--forward-mode=io",
+            "--port-topology=loop",
+            "--total-num-mbufs=4096",
+        ]
+        self.log_path = f"{pump_tests.RUN_DIR}/testpmd.log"
+        with open(self.log_path, "a", encoding="utf-8") as log:
+            self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)
+        process = self.process
+        if not wait_for(lambda: process.poll() is not None or exists("kni0"), 120) or process.poll() is not None:
+            self.stop()
+            pytest.fail(f"dpdk-testpmd did not create kni0:\n{self.tail()}")
+        address, peer = TESTPMD_SUBNET
+        sh("ip link set kni0 up")  # answered by the KNI PMD's request thread
+        with open("/sys/class/net/kni0/carrier", "w", encoding="ascii") as handle:
+            handle.write("1")  # what rte_kni_update_link does
+        sh(
+            f"ip addr add {address}/24 dev kni0 && "
+            f"ip neigh replace {peer} lladdr {PEER_MAC.hex(':')} dev kni0 nud permanent"
+        )
+
+    def stop(self) -> int:
+        """Press enter, as testpmd asks; it stops forwarding, closes its port and exits."""
+        if self.process.poll() is None:
+            assert self.process.stdin is not None
+            self.process.stdin.write(b"\n")
+            self.process.stdin.close()
+        return self.process.wait(60)
+
+    def tail(self) -> str:
+        with open(self.log_path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()[-3000:]
+
+    def loops_back(self, count: int = 20) -> None:
+        """Datagrams sent out of kni0 come back into it through testpmd's io forwarding."""
+        address, peer = TESTPMD_SUBNET
+        rx_before, tx_before = stat("kni0", "rx_packets"), stat("kni0", "tx_packets")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            sender.bind((address, 0))
+            for index in range(count):
+                sender.sendto(bytes([index]) * 100, (peer, PORT))
+
+        def returned() -> bool:
+            return stat("kni0", "tx_packets") - tx_before >= count and stat("kni0", "rx_packets") - rx_before >= count
+
+        if not wait_for(returned, 30):
+            sent, back = stat("kni0", "tx_packets") - tx_before, stat("kni0", "rx_packets") - rx_before
+            pytest.fail(f"kni0: {sent} of {count} datagrams left, {back} came back\n{self.tail()}")
+
+
+@pytest.mark.usefixtures("pump_peer")
+def test_pump_beside_dpdk_testpmd() -> None:
+    """kni-pump and an unmodified DPDK 22.11 application (testpmd, KNI PMD) share /dev/kni with multi_open=on."""
+    sh(f"insmod {module_path()} multi_open=on")
+    pump = pump_tests.Pump()
+    testpmd = None
+    try:
+        start_pump(pump)
+        testpmd = Testpmd()
+        testpmd.loops_back()
+        pump_pings(pump)
+
+        assert testpmd.stop() == 0, testpmd.tail()
+        assert not exists("kni0"), "testpmd's exit must remove its interface"
+        assert exists(pump_tests.KNI), "testpmd's exit must not touch the pump's interface"
+        pump_pings(pump)
+
+        testpmd = Testpmd()  # a second run of the application, beside the same pump
+        testpmd.loops_back()
+        pump.stop()
+        assert not exists(pump_tests.KNI), "the pump's exit must remove its interface"
+        assert exists("kni0"), "the pump's exit must not touch testpmd's interface"
+        testpmd.loops_back()
+        assert testpmd.stop() == 0, testpmd.tail()
+        assert not exists("kni0")
+    finally:
+        if testpmd is not None:
+            testpmd.stop()
+        if pump.process is not None:
+            pump.stop()
+    unloaded = sh("rmmod rte_kni", check=False)
+    assert unloaded.returncode == 0, unloaded.stderr
