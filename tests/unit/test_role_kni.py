@@ -233,6 +233,7 @@ def test_check_mode_predicts_a_fresh_host(tmp_path: Path) -> None:
     for predicted in (
         "Predict the DKMS build of rte_kni",
         "Predict loading rte_kni",
+        "Predict byte-compiling the kni-pump library",
         "Predict starting kni-pump",
         "Predict declaring the KNI interfaces",
     ):
