@@ -51,6 +51,8 @@ def guest_script(kernel: matrix.Kernel, modules_dir: str, selection: list[str]) 
         "KNI_TEST_MODULES": modules_dir,
         "PYTHONDONTWRITEBYTECODE": "1",
         "KNI_ANSIBLE_INTEGRATION": os.environ.get("KNI_ANSIBLE_INTEGRATION", "0"),
+        # The guest sees the host's cache at the same path; a set-up into another cache must be found there too.
+        "KNI_CACHE": matrix.CACHE_DIR,
     }
     exports = " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items())
     pytest_args = " ".join(shlex.quote(item) for item in selection)

@@ -95,3 +95,10 @@ def test_the_modules_built_for_a_session_are_removed(fake_guests: type, tmp_path
         guest_session.run(KERNEL)
     assert fake_guests.booted == 1
     assert not (tmp_path / "modules").exists()
+
+
+def test_the_guest_session_uses_the_hosts_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Guest tests read dpdk.json and matrix.json from the cache the set-up used, not the default one.
+    monkeypatch.setattr(matrix, "CACHE_DIR", "/srv/other cache")
+    script = guest_session.guest_script(KERNEL, "/var/tmp/m", ["tests/guest"])
+    assert "KNI_CACHE='/srv/other cache'" in script.split("\n")[1]
