@@ -25,7 +25,7 @@ MADISON = """\
 def _options(prefix: str = "/cache/dpdk/v") -> dict[str, str]:
     parsed = {}
     for argument in dpdk.meson_options(prefix):
-        name, _, value = argument.lstrip("-").partition("=")
+        name, value = argument.lstrip("-").split("=", 1)
         assert name not in parsed, f"{name} given twice"
         parsed[name.removeprefix("D")] = value
     return parsed
