@@ -32,6 +32,8 @@ _DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?$")
 # What DKMS and /lib/modules accept as a path component: no '/', no whitespace.
 _DKMS_WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]*$")
 _UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.\\-]+$")
+# A service unit, also an instance of a template unit (name@instance.service).
+_SERVICE_UNIT = re.compile(r"^[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\-]+)?\.service$")
 _GROUP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*\$?$")
 _RUNTIME_SOCKET = re.compile(r"^/run/[^/]+/[^/]+$")
 
@@ -142,6 +144,60 @@ def _log_level(value: Any, field: str, _variables: Variables) -> None:
         raise ConfigError(field, f"{value!r} is not one of {', '.join(LEVELS)}")
 
 
+def _app_unit(value: Any, field: str, _variables: Variables) -> None:
+    if value == "":
+        return
+    name = _text(value, field)
+    if not _SERVICE_UNIT.match(name):
+        raise ConfigError(field, f"{name!r} is not a systemd service name such as my-dpdk-app.service (or empty)")
+
+
+def _adopted(variables: Variables) -> List[str]:
+    """Names of the adopted, present interfaces of kni_interfaces (what is well formed of it)."""
+    interfaces = variables.get("kni_interfaces")
+    if not isinstance(interfaces, list):
+        return []
+    return [
+        item["name"]
+        for item in interfaces
+        if isinstance(item, dict) and item.get("adopt") is True and item.get("state", "present") == "present"
+    ]
+
+
+def _adopted_mtu(value: Any, field: str, variables: Variables) -> None:
+    if not isinstance(value, dict):
+        raise ConfigError(field, f"must be a dictionary of interface name: MTU, not {value!r}")
+    adopted = _adopted(variables)
+    for name, mtu in value.items():
+        if name not in adopted:
+            raise ConfigError(
+                f"{field}.{name}", "is not an interface of kni_interfaces with adopt: true and state: present"
+            )
+        check_integer(mtu, f"{field}.{name}", 68, 65535)
+
+
+def _pump_enabled(value: Any, field: str, variables: Variables) -> None:
+    _bool(value, field, variables)
+    if value:
+        return
+    interfaces = variables.get("kni_interfaces")
+    pumped = [
+        item.get("name")
+        for item in (interfaces if isinstance(interfaces, list) else [])
+        if isinstance(item, dict) and item.get("adopt") is not True and item.get("state", "present") == "present"
+    ]
+    if pumped:
+        raise ConfigError(
+            field,
+            f"false, but kni_interfaces declares kni-pump interfaces ({', '.join(map(str, pumped))}); without the"
+            " pump only interfaces a DPDK application creates (adopt: true) can be listed",
+        )
+    if variables.get("kni_interfaces_exclusive") is True:
+        raise ConfigError(
+            field, "false, but kni_interfaces_exclusive deletes kni-pump interfaces, which needs the pump"
+        )
+
+
 class Problems(Exception):
     """Several independent errors in one variable (the items of a list), each naming its field."""
 
@@ -195,6 +251,7 @@ CHECKS: Dict[str, Check] = {
     "kni_module_reload": _bool,
     "kni_network_managers_unmanage": _bool,
     "kni_hugepages": _integer(0),
+    "kni_pump_enabled": _pump_enabled,
     "kni_pump_manage_service": _bool,
     "kni_pump_service_name": _service_name,
     "kni_pump_service_enabled": _bool,
@@ -208,6 +265,8 @@ CHECKS: Dict[str, Check] = {
     "kni_pump_log_level": _log_level,
     "kni_interfaces": _interfaces,
     "kni_interfaces_exclusive": _bool,
+    "kni_adopted_mtu": _adopted_mtu,
+    "kni_app_unit": _app_unit,
 }
 
 

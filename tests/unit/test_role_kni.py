@@ -240,3 +240,61 @@ def test_check_mode_predicts_a_fresh_host(tmp_path: Path) -> None:
         assert statuses[predicted] == {"changed"}, predicted
     assert "it would create kni0" in output
     assert not fresh.exists()
+
+
+def _render_app_pieces(directory: Path, extra_vars: Dict[str, Any]) -> Dict[str, str]:
+    """The drop-in, rte_kni-loaded.service and kni-adopt as the role templates them for kni_app_unit."""
+    templates = ("kni-app-dropin.conf.j2", "rte_kni-loaded.service.j2", "kni-adopt.sh.j2")
+    play = {
+        "hosts": "localhost",
+        "gather_facts": False,
+        "vars_files": [str(ROLE / "defaults" / "main.yml"), str(ROLE / "vars" / "main.yml")],
+        "tasks": [
+            {
+                "name": f"Render {name}",
+                "ansible.builtin.template": {
+                    "src": str(ROLE / "templates" / name),
+                    "dest": str(directory / name[:-3]),
+                    "mode": "0644",
+                },
+            }
+            for name in templates
+        ],
+    }
+    run_play(play, "render-app", extra_vars)
+    return {name[:-3]: (directory / name[:-3]).read_text(encoding="utf-8") for name in templates}
+
+
+def test_app_unit_pieces(tmp_path: Path) -> None:
+    variables = {
+        "kni_app_unit": "my-dpdk-app.service",
+        "kni_pump_enabled": False,
+        "kni_interfaces": [
+            {"name": "kni0", "adopt": True, "admin_state": "up", "addresses": ["192.0.2.1/24"], "promisc": True},
+            {"name": "kni1", "adopt": True, "allmulticast": False},
+            {"name": "kni2", "backend": "null"},
+        ],
+        "kni_adopted_mtu": {"kni0": 1400},
+    }
+    rendered = _render_app_pieces(tmp_path, variables)
+    dropin = rendered["kni-app-dropin.conf"]
+    assert "Requires=rte_kni-loaded.service\nAfter=rte_kni-loaded.service\n" in dropin
+    assert "After=kni-pump.service" not in dropin
+    assert "ExecStartPost=/usr/local/sbin/kni-adopt\n" in dropin
+    assert "ExecStart=/sbin/modprobe rte_kni\n" in rendered["rte_kni-loaded.service"]
+    script = rendered["kni-adopt.sh"]
+    syntax = subprocess.run(["sh", "-n", str(tmp_path / "kni-adopt.sh")], capture_output=True, text=True, check=False)
+    assert syntax.returncode == 0, syntax.stderr
+    commands = [line for line in script.splitlines() if line.startswith(("wait_for ", "ip "))]
+    assert commands == [
+        "wait_for kni0",
+        "ip link set dev kni0 mtu 1400",
+        "ip link set dev kni0 promisc on",
+        "ip address flush dev kni0 scope global",
+        "ip address add 192.0.2.1/24 dev kni0",
+        "ip link set dev kni0 up",
+        "wait_for kni1",
+        "ip link set dev kni1 allmulticast off",
+    ]
+    beside = _render_app_pieces(tmp_path, dict(variables, kni_pump_enabled=True, kni_interfaces=[]))
+    assert "After=kni-pump.service" in beside["kni-app-dropin.conf"]

@@ -82,6 +82,11 @@ def test_issue_examples_are_each_named_in_one_run() -> None:
         ("kni_interfaces", {"name": "kni0"}, "kni_interfaces: must be a list of interface dictionaries"),
         ("kni_interfaces", [{"name": "kni0", "state": None, "adopt": None, "mtu": 9000}], "kni_interfaces[0].mtu:"),
         ("kni_interfaces", [{"name": "kni0", "colour": "red"}], "kni_interfaces[0].colour: unknown option"),
+        ("kni_app_unit", "my-dpdk-app", "kni_app_unit: 'my-dpdk-app' is not a systemd service name"),
+        ("kni_app_unit", "app;.service", "kni_app_unit: 'app;.service' is not a systemd service name"),
+        ("kni_adopted_mtu", [1400], "kni_adopted_mtu: must be a dictionary of interface name: MTU"),
+        ("kni_adopted_mtu", {"kni0": 1400}, "kni_adopted_mtu.kni0: is not an interface of kni_interfaces with adopt"),
+        ("kni_pump_enabled", "no", "kni_pump_enabled: must be true or false, not 'no'"),
     ],
 )
 def test_bad_value_is_named(name: str, value: Any, expected: str) -> None:
@@ -100,6 +105,9 @@ def test_bad_value_is_named(name: str, value: Any, expected: str) -> None:
         ("kni_dkms_kernels", ["6.1.0-56-amd64", "6.12.95+deb12-amd64"]),
         ("kni_packages", []),
         ("kni_hugepages", 64),
+        ("kni_app_unit", ""),
+        ("kni_app_unit", "dpdk-app@port0.service"),
+        ("kni_pump_enabled", False),
     ],
 )
 def test_good_value_passes(name: str, value: Any) -> None:
@@ -146,3 +154,27 @@ def test_unknown_variable_is_named() -> None:
     checked, errors = check_variables({"kni_interface": [], "kni_hugepages": 2})
     assert checked == ["kni_hugepages"]
     assert len(errors) == 1 and errors[0].startswith("kni_interface: not a variable of the kni role")
+
+
+ADOPTED = [{"name": "kni0", "adopt": True, "addresses": ["192.0.2.1/24"]}, {"name": "kni1", "adopt": True}]
+
+
+def test_without_the_pump_only_adopted_interfaces() -> None:
+    assert errors_for(kni_pump_enabled=False, kni_interfaces=ADOPTED, kni_adopted_mtu={"kni1": 1400}) == []
+    pumped = [*ADOPTED, {"name": "kni2", "backend": "null"}]
+    errors = errors_for(kni_pump_enabled=False, kni_interfaces=pumped)
+    assert errors == [
+        "kni_pump_enabled: false, but kni_interfaces declares kni-pump interfaces (kni2); without the pump only"
+        " interfaces a DPDK application creates (adopt: true) can be listed"
+    ], errors
+    errors = errors_for(kni_pump_enabled=False, kni_interfaces=ADOPTED, kni_interfaces_exclusive=True)
+    assert len(errors) == 1 and errors[0].startswith("kni_pump_enabled: false, but kni_interfaces_exclusive"), errors
+
+
+def test_adopted_mtu_is_checked_against_the_adopted_interfaces() -> None:
+    interfaces = [*ADOPTED, {"name": "kni2", "backend": "null"}]
+    errors = errors_for(kni_interfaces=interfaces, kni_adopted_mtu={"kni0": 67})
+    assert errors == ["kni_adopted_mtu.kni0: 67 is out of range 68..65535"], errors
+    errors = errors_for(kni_interfaces=interfaces, kni_adopted_mtu={"kni2": 1400})
+    assert errors == ["kni_adopted_mtu.kni2: is not an interface of kni_interfaces with adopt: true and state: present"]
+    assert errors_for(kni_interfaces=interfaces, kni_adopted_mtu={"kni0": 9000}) == []
