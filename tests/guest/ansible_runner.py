@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TARGETS = os.path.join(REPO_ROOT, "tests", "integration", "targets")
@@ -35,8 +35,11 @@ def run_tasks(target: str, tasks: str = "main.yml", extra_vars: Optional[Dict[st
     return run_play(play, target, extra_vars)
 
 
-def run_play(play: Dict[str, Any], name: str, extra_vars: Optional[Dict[str, Any]] = None) -> str:
-    """Run one play against localhost with ansible-playbook (local connection); return the output.
+def run_play(
+    play: Dict[str, Any], name: str, extra_vars: Optional[Dict[str, Any]] = None, options: Sequence[str] = ()
+) -> str:
+    """Run one play against localhost with ansible-playbook (local connection) and ``options`` such as ``--tags``;
+    return the output.
 
     Fails the calling test unless the playbook exits 0 and the recap shows no failed or unreachable host.
     """
@@ -63,6 +66,7 @@ def run_play(play: Dict[str, Any], name: str, extra_vars: Optional[Dict[str, Any
         "localhost,",
         "-e",
         json.dumps(variables),
+        *options,
         playbook,
     ]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1800, check=False)
