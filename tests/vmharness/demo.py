@@ -3,7 +3,8 @@
 
 The VM boots the cached bookworm image (tests/vmharness/images.py, built on first use) with an SSH forward on
 127.0.0.1 only; the collection's `kernelnic.kni.demo` playbook then applies the `kni` role with two
-afpacket-backed KNI interfaces and pings through both. The guest's dmesg is checked before the VM is thrown away.
+afpacket-backed KNI interfaces and pings through both. The guest's dmesg is checked before the VM is thrown away,
+and the demo ends by naming the README's path it showed and how to try the other two.
 """
 
 from __future__ import annotations
@@ -30,6 +31,22 @@ def write_inventory(instance: instances.Instance, path: str) -> None:
             f"ansible_user={instance.user} ansible_ssh_private_key_file={instance.identity_file} "
             f"ansible_python_interpreter=/usr/bin/python3 ansible_ssh_common_args='{common_args}'\n"
         )
+
+
+# The README's three ways to use the collection; the demo shows the second.
+PATHS_TEXT = """\
+[demo] This was path 2 of the README's "Three ways to use this collection": KNI interfaces declared in Ansible,
+[demo] served by kni-pump (playbooks/pump.yml, run through kernelnic.kni.demo).
+[demo] Path 1, your own DPDK 22.11 KNI application on this kernel (DKMS build and load, no pump, the application's
+[demo]   interfaces adopted, its systemd unit ordered after rte_kni): edit the variables at the top of
+[demo]   playbooks/operator.yml, then: ansible-playbook -i <inventory> kernelnic.kni.operator
+[demo] Path 3, testing your network configuration with molecule against real kernels (5.10, 6.1, 6.12):
+[demo]   put your variables in molecule/default/converge.yml, then: MOLECULE_PLATFORMS=kni-bookworm make molecule"""
+
+
+def paths_summary() -> str:
+    """What the demo ends with: which path it showed and how to try the other two."""
+    return PATHS_TEXT
 
 
 def guest_dmesg(instance: instances.Instance) -> str:
@@ -74,6 +91,7 @@ def main() -> int:
         f"[demo] playbook exit {played.returncode} after {elapsed:.0f}s; "
         f"guest dmesg {'clean' if not problems else 'NOT clean'}; VM {instance.instance} removed"
     )
+    print(paths_summary(), flush=True)
     return played.returncode or (1 if problems else 0)
 
 
