@@ -100,7 +100,7 @@ class TestPmd:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"no testpmd prompt within {timeout} s; output so far:\n{self.output[-3000:]}")
-            ready, _, _ = select.select([self.process.stdout], [], [], remaining)
+            ready = select.select([self.process.stdout], [], [], remaining)[0]
             if not ready:
                 continue
             data = os.read(self.process.stdout.fileno(), 65536).decode(errors="replace")

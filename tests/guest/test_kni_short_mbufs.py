@@ -22,35 +22,36 @@ def expected_back(lo_mode: str, frame: bytes) -> bytes:
     return frame if lo_mode == "lo_mode_fifo" else frame.ljust(60, b"\0")
 
 
-@pytest.mark.parametrize("state", ["up", "down"])
 @pytest.mark.parametrize("lo_mode", ["lo_mode_fifo", "lo_mode_fifo_skb"])
 @pytest.mark.parametrize("mode", MODES)
-def test_loopback_returns_empty_and_short_mbufs(mode: str, lo_mode: str, state: str) -> None:
+def test_loopback_returns_empty_and_short_mbufs(mode: str, lo_mode: str) -> None:
     with kni_module(f"lo_mode={lo_mode}"), rig(mode) as bench:
         device = bench.add("kni0")
-        sh(f"ip link set kni0 {state}")
         baseline = bench.pool.in_use
-        frames = SHORT * 8 + [FRAME]
-        bench.inject("kni0", frames)
-        back = bench.collect("kni0", len(frames))
-        assert back == [expected_back(lo_mode, frame) for frame in frames]
-        assert device.fifo("rx").count() == 0
-        # Every injected mbuf came back on free_q: only alloc_q's refill is still out.
-        assert wait_for(lambda: device.free_completed() >= 0 and bench.pool.in_use <= baseline)
+        for state in ("up", "down"):
+            sh(f"ip link set kni0 {state}")
+            frames = SHORT * 8 + [FRAME]
+            bench.inject("kni0", frames)
+            back = bench.collect("kni0", len(frames))
+            assert back == [expected_back(lo_mode, frame) for frame in frames], state
+            assert device.fifo("rx").count() == 0, state
+            # Every injected mbuf came back on free_q: only alloc_q's refill is still out.
+            assert wait_for(lambda: device.free_completed() >= 0 and bench.pool.in_use <= baseline), state
         assert stat("kni0", "rx_errors") == 0
 
 
-@pytest.mark.parametrize("state", ["up", "down"])
 @pytest.mark.parametrize("mode", MODES)
-def test_normal_mode_drops_and_counts_empty_and_runt_mbufs(mode: str, state: str) -> None:
+def test_normal_mode_drops_and_counts_empty_and_runt_mbufs(mode: str) -> None:
     with kni_module(), rig(mode) as bench:
         device = bench.add("kni0")
-        sh(f"ip link set kni0 {state}")
         baseline = bench.pool.in_use
         rx_packets = stat("kni0", "rx_packets")
-        bench.inject("kni0", RUNTS * 8)
-        assert wait_for(lambda: stat("kni0", "rx_errors") == len(RUNTS) * 8)
-        assert device.fifo("rx").count() == 0
-        assert wait_for(lambda: device.free_completed() >= 0 and bench.pool.in_use <= baseline)
+        for count, state in enumerate(("up", "down"), start=1):
+            sh(f"ip link set kni0 {state}")
+            bench.inject("kni0", RUNTS * 8)
+            errors = count * len(RUNTS) * 8
+            assert wait_for(lambda errors=errors: stat("kni0", "rx_errors") == errors), state
+            assert device.fifo("rx").count() == 0, state
+            assert wait_for(lambda: device.free_completed() >= 0 and bench.pool.in_use <= baseline), state
         assert stat("kni0", "rx_packets") == rx_packets
         assert stat("kni0", "rx_dropped") == 0
