@@ -61,13 +61,34 @@ def remove_hugepage_files() -> None:
             os.unlink(path)
 
 
-def run_autotest(iova: str, timeout: float = 400.0) -> str:
-    """DPDK's own kni_autotest; returns what dpdk-test printed."""
-    command = [record().dpdk_test, *eal_args(iova, "net_null0")]
-    done = subprocess.run(
-        command, input="kni_autotest\n", capture_output=True, text=True, timeout=timeout, check=False, cwd="/tmp"
-    )
-    return done.stdout + done.stderr
+def run_autotests(iovas: tuple[str, ...], timeout: float = 400.0) -> dict[str, str]:
+    """DPDK's own kni_autotest once per IOVA mode, all at once, each in a network namespace of its own (as two
+    applications on two hosts: /dev/kni and the interface names are per namespace); returns what each printed."""
+    runs = {}
+    try:
+        for iova in iovas:
+            netns = f"kni-autotest-{iova}"
+            sh(f"ip netns add {netns}")
+            command = ["ip", "netns", "exec", netns, record().dpdk_test, *eal_args(iova, "net_null0")]
+            runs[iova] = subprocess.Popen(
+                [*command, f"--file-prefix={netns}"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                cwd="/tmp",
+            )
+        deadline = time.monotonic() + timeout
+        return {
+            iova: process.communicate("kni_autotest\n", timeout=max(1.0, deadline - time.monotonic()))[0]
+            for iova, process in runs.items()
+        }
+    finally:
+        for iova, process in runs.items():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            sh(f"ip netns del kni-autotest-{iova}", check=False)
 
 
 class TestPmd:
