@@ -155,7 +155,7 @@ struct rte_kni_mem_region {
 #define RTE_KNI_MEM_REGIONS_MAX		32
 #define RTE_KNI_MEM_REGION_MAX_LEN	(16ULL << 30)	/* 16 GiB */
 
-/* Layout checks against kni-abi.md (x86_64). */
+/* Layout checks against docs/kni-abi.md §1.2, §2 (x86_64). */
 #ifdef __cplusplus
 #define KNI_ABI_CHECK(expr) static_assert(expr, #expr)
 #define KNI_ALIGNOF(type) alignof(type)

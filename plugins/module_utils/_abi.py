@@ -16,7 +16,7 @@ import errno as errno_codes
 import os
 import struct
 
-# --- sizes and limits (kni-abi.md §2, §3.1, §6) ---------------------------------------------------------------
+# --- sizes and limits (docs/kni-abi.md §2, §3.1, §6) ----------------------------------------------------------
 
 NAMESIZE = 16  # RTE_KNI_NAMESIZE: netdev name including the terminating NUL
 CACHE_LINE_SIZE = 64  # RTE_CACHE_LINE_SIZE (and RTE_CACHE_LINE_MIN_SIZE)
@@ -24,7 +24,7 @@ POINTER_SIZE = 8
 FIFO_COUNT_MAX = 1024  # KNI_FIFO_COUNT_MAX: slots per FIFO (power of two)
 MAX_MBUF_BURST = 32  # MAX_MBUF_BURST_NUM: per-call alloc_q refill / free_q drain limit in librte_kni
 
-# --- ioctl numbers (kni-abi.md §1.2) ----------------------------------------------------------------------------
+# --- ioctl numbers (docs/kni-abi.md §1.2) -----------------------------------------------------------------------
 
 _IOC_NRBITS = 8
 _IOC_TYPEBITS = 8
@@ -55,7 +55,7 @@ def iowr(ioc_type: int, number: int, size: int) -> int:
 
 
 def ioc_number(request: int) -> int:
-    """``_IOC_NR``: the only part of the request the KNI module dispatches on (kni-abi.md §1.3)."""
+    """``_IOC_NR``: the only part of the request the KNI module dispatches on (docs/kni-abi.md §1.3)."""
     return (request >> _IOC_NRSHIFT) & ((1 << _IOC_NRBITS) - 1)
 
 
@@ -66,7 +66,7 @@ def ioc_size(request: int) -> int:
 
 KNI_IOCTL_TYPE = 0  # "magic" 0, as upstream
 
-# --- struct rte_kni_device_info (kni-abi.md §2.1): natural alignment, 136 bytes -----------------------------------
+# --- struct rte_kni_device_info (docs/kni-abi.md §2.1): natural alignment, 136 bytes ------------------------------
 
 DEVICE_INFO = struct.Struct("<16s7QQQQH2xIB3xIIII6sB5x")
 DEVICE_INFO_SIZE = DEVICE_INFO.size
@@ -132,7 +132,7 @@ MEM_REGIONS_MAX = 32
 MEM_REGION_MAX_LEN = 16 << 30
 KNI_IOCTL_REGISTER_MEM = iowr(KNI_IOCTL_TYPE, 0x10, MEM_REGION_SIZE)
 
-# --- struct rte_kni_fifo (kni-abi.md §2.2) ------------------------------------------------------------------------
+# --- struct rte_kni_fifo (docs/kni-abi.md §2.2) -------------------------------------------------------------------
 
 FIFO_HEADER = struct.Struct("<IIII")  # write, read, len, elem_size
 FIFO_HEADER_SIZE = FIFO_HEADER.size
@@ -143,7 +143,7 @@ FIFO_ELEM_SIZE_OFFSET = 12
 FIFO_BUFFER_OFFSET = 16
 FIFO_AREA_SIZE = FIFO_COUNT_MAX * POINTER_SIZE + FIFO_HEADER_SIZE  # KNI_FIFO_SIZE, 8208 bytes
 
-# --- struct rte_kni_mbuf / rte_mbuf (kni-abi.md §2.3) --------------------------------------------------------------
+# --- struct rte_kni_mbuf / rte_mbuf (docs/kni-abi.md §2.3) ---------------------------------------------------------
 
 # Offsets the kernel reads or writes (rte_kni_mbuf names).
 MBUF_BUF_ADDR_OFFSET = 0
@@ -174,7 +174,7 @@ MBUF_LENGTHS = struct.Struct("<IH")  # pkt_len @36, data_len @40 (packed: the ga
 MBUF_HEADER_TAIL = struct.Struct("<H8sHHQQ")
 MBUF_PORT_NONE = 0xFFFF  # RTE_MBUF_PORT_INVALID
 
-# --- struct rte_kni_request (kni-abi.md §2.4): packed, 17 bytes ------------------------------------------------------
+# --- struct rte_kni_request (docs/kni-abi.md §2.4): packed, 17 bytes -------------------------------------------------
 
 REQUEST = struct.Struct("<I8sBi")  # req_id, union, async byte (bit 0), result
 REQUEST_SIZE = REQUEST.size

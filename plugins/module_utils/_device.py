@@ -130,7 +130,7 @@ def validate_name(name: str) -> bytes:
 
 
 class DeviceConfig(NamedTuple):
-    """What ``rte_kni_conf`` carried; zeros mean "kernel default" (kni-abi.md §1.3, §2.1)."""
+    """What ``rte_kni_conf`` carried; zeros mean "kernel default" (docs/kni-abi.md §1.3, §2.1)."""
 
     name: str
     mbuf_size: int = 0  # 0: the pool's largest single-segment packet

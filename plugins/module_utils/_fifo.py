@@ -2,7 +2,7 @@
 # Copyright: kernelnic.kni contributors
 """Single-producer/single-consumer KNI FIFO (``struct rte_kni_fifo``) over shared memory.
 
-Layout and algorithm per kni-abi.md §2.2: a 16-byte header (write, read, len, elem_size) and ``len`` 64-bit slots;
+Layout and algorithm per docs/kni-abi.md §2.2: a 16-byte header (write, read, len, elem_size) and ``len`` 64-bit slots;
 indices are kept masked to ``len - 1``; one slot always stays empty, so capacity is ``len - 1``.
 
 Memory ordering. The kernel side uses acquire loads of the peer's index and release stores of its own. CPython has
@@ -11,7 +11,7 @@ loads, so "copy the entries, then store the index" (producer) and "load the inde
 (consumer) give the same guarantees. Other architectures would need real barriers (ctypes or a C helper).
 
 The index store must be a single aligned 4-byte store: ``struct.pack_into`` zeroes the target bytes before writing
-them, so a concurrent reader could briefly see index 0 (kni-abi.md §10). Indices therefore go through a memoryview
+them, so a concurrent reader could briefly see index 0 (docs/kni-abi.md §9). Indices therefore go through a memoryview
 cast to ``'I'`` (CPython stores one ``unsigned int`` with one fixed-size memcpy, a single ``mov`` on x86-64).
 
 Each burst costs one ``struct.pack_into`` (put) or one memoryview slice copy (get), two when it wraps around the

@@ -2,7 +2,7 @@
 # Copyright: kernelnic.kni contributors
 """rte_kni module parameters: names, accepted values, defaults, validation and the two persistent files.
 
-The table mirrors ``kmod/kni_params.c`` (and DPDK 22.11, ``kni-abi.md`` section 4). String parameters are parsed
+The table mirrors ``kmod/kni_params.c`` (and DPDK 22.11, ``docs/kni-abi.md`` §4.1). String parameters are parsed
 once when the module loads; the scheduling intervals are also writable at runtime through
 ``/sys/module/rte_kni/parameters/``. ``enable_bifurcated`` accepts only ``on`` in the kernel, so ``off`` means
 "not passed".

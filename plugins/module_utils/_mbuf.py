@@ -4,7 +4,7 @@
 
 Each object is a 128-byte mbuf header followed by its data buffer, in one memzone "chunk" that never crosses a
 hugepage, so header and buffer share one VA-to-IOVA offset: that is what the kernel's ``pa2va`` and librte_kni's
-``va2pa`` assume (kni-abi.md §3.5). Mbufs are named by the virtual address of their header, which is what travels
+``va2pa`` assume (docs/kni-abi.md §3.5). Mbufs are named by the virtual address of their header, which is what travels
 through the FIFOs (in "PA form" on rx_q/alloc_q, see ``to_pa_form``).
 
 Hot path: one flag per mbuf says whether it is out of the pool (which also catches double and foreign frees). Alloc
@@ -22,7 +22,7 @@ No per-mbuf struct work is needed because of an invariant: a free mbuf always ha
 ``nb_segs = 1`` and ``next = 0``. Every packet write sets those fields, only the (rare) chain path changes them, and
 ``free_burst`` resets a chain's segments before they go back. The kernel writes only ``pkt_len``/``data_len``
 (egress) and chain ``next`` pointers (ingress), so it cannot break the invariant. Chains are tracked on the Python
-side too, because the kernel may leave ``next`` in PA form when it drops a packet (kni-abi.md §3.2).
+side too, because the kernel may leave ``next`` in PA form when it drops a packet (docs/kni-abi.md §3.2).
 
 Content marks: a traffic source that puts the same frame into every mbuf (the null backend's) takes them with
 ``alloc_same``, which marks them as holding that content and says whether all of them still did: then the source

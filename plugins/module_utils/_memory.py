@@ -3,7 +3,7 @@
 """Hugepage arena, physical address lookup and memzones for the KNI shared memory.
 
 The KNI module translates only the *base* address of each FIFO and of the sync area, and each mbuf header/buffer
-pair with one offset (kni-abi.md §3.5), so every memzone must be physically contiguous in both IOVA modes. The
+pair with one offset (docs/kni-abi.md §3.5), so every memzone must be physically contiguous in both IOVA modes. The
 arena is made of hugepages ("segments"): a segment is physically contiguous, so a memzone that never crosses a
 segment boundary is too. In IOVA=PA mode the physical address of each segment comes from ``/proc/self/pagemap``.
 """

@@ -78,7 +78,7 @@ class MbufFrames:
     """Copies frames between a pool's mbufs and other buffers.
 
     Relies on the pool's invariant that a free mbuf is one segment with ``data_off`` at the headroom, and on the
-    kernel writing only ``pkt_len``/``data_len`` on egress (kni-abi.md §3.3): the data of any mbuf we hold starts at
+    kernel writing only ``pkt_len``/``data_len`` on egress (docs/kni-abi.md §3.3): data of any mbuf we hold starts at
     ``va + MBUF_SIZE + headroom``.
 
     Ingress writes each frame with a single ``pack_into``, from ``pkt_len`` to the frame's last byte: the two

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: kernelnic.kni contributors
-"""The KNI request protocol, userspace side (kni-abi.md §2.4, §2.5).
+"""The KNI request protocol, userspace side (docs/kni-abi.md §2.4, §2.5).
 
 The kernel copies one 17-byte ``rte_kni_request`` into the sync area, puts the sync area's user VA into req_q and
 waits up to 3 s (holding RTNL) for that same pointer on resp_q. We must poll: ``RequestHandler.poll`` reads the

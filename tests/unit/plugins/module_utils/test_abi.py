@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: kernelnic.kni contributors
-"""The Python ABI definition against the tables of kni-abi.md (§1.2, §2.1-§2.4)."""
+"""The Python ABI definition against the tables of docs/kni-abi.md (§1.2, §2.1-§2.4)."""
 
 from __future__ import annotations
 
