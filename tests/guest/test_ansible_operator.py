@@ -69,7 +69,8 @@ def guest_host(kernel_release: str) -> Iterator[dict]:
 
 def _address_of(name: str) -> list[str]:
     shown = json.loads(sh(f"ip -j address show dev {name} scope global").stdout)
-    return [f"{info['local']}/{info['prefixlen']}" for info in shown[0]["addr_info"]]
+    # ip's JSON keeps an empty object for each address the scope filter leaves out.
+    return [f"{info['local']}/{info['prefixlen']}" for info in shown[0]["addr_info"] if info]
 
 
 def _read(path: str) -> str:
