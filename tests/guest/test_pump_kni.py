@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -119,7 +120,9 @@ def pump() -> Iterator[Pump]:
     assert not os.path.isdir("/sys/module/rte_kni"), "rte_kni is still loaded (held by a leftover process?)"
     sh(f"insmod {module}")
     sh("echo 32 > /proc/sys/vm/nr_hugepages")
-    os.makedirs(STATE_DIR, exist_ok=True)
+    # A pump an earlier test ran may have saved interfaces and addresses there, which this one would restore.
+    shutil.rmtree(RUN_DIR, ignore_errors=True)
+    os.makedirs(STATE_DIR)
     sh("sysctl -qw net.ipv6.conf.default.disable_ipv6=1 net.ipv6.conf.all.disable_ipv6=1")
     sh(f"ip netns add {NETNS}")
     sh(f"ip netns exec {NETNS} sysctl -qw net.ipv6.conf.default.disable_ipv6=1 net.ipv6.conf.all.disable_ipv6=1")
