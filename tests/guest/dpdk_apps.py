@@ -15,7 +15,9 @@ import subprocess
 import time
 from collections.abc import Iterator
 
-from tests.guest.kni_fixtures import sh, wait_for
+from ansible_collections.kernelnic.kni.plugins.module_utils._memory import read_meminfo
+
+from tests.guest.kni_fixtures import sh, sysfs, wait_for
 from tests.vmharness import dpdk
 
 PROMPT = "testpmd> "
@@ -48,11 +50,7 @@ def eal_args(iova: str, *vdevs: str) -> list[str]:
 
 
 def free_hugepages() -> int:
-    with open("/proc/meminfo", encoding="ascii") as handle:
-        for line in handle:
-            if line.startswith("HugePages_Free:"):
-                return int(line.split()[1])
-    raise RuntimeError("no HugePages_Free in /proc/meminfo")
+    return read_meminfo()["HugePages_Free"]
 
 
 def remove_hugepage_files() -> None:
@@ -208,13 +206,11 @@ def disable_ipv6(name: str) -> None:
 
 
 def mac_of(name: str) -> str:
-    with open(f"/sys/class/net/{name}/address", encoding="ascii") as handle:
-        return handle.read().strip()
+    return sysfs(name, "address")
 
 
 def flags_of(name: str) -> int:
-    with open(f"/sys/class/net/{name}/flags", encoding="ascii") as handle:
-        return int(handle.read().strip(), 16)
+    return int(sysfs(name, "flags"), 16)
 
 
 def kni_kthreads() -> list[str]:

@@ -29,7 +29,7 @@ from tests.guest.dpdk_apps import (
     running,
     wait_link,
 )
-from tests.guest.kni_fixtures import RECEIVER, kni_module, sh, stat, wait_for
+from tests.guest.kni_fixtures import RECEIVER, kni_module, sh, stat, sysfs, wait_for
 
 pytestmark = pytest.mark.usefixtures("kni_hugepages")
 
@@ -123,7 +123,7 @@ def requests_are_answered_by_the_application(app: TestPmd, name: str) -> None:
     """Each `ip link set` becomes a request that net_kni answers; with testpmd stopped, none is answered."""
     new_mac = f"02:11:22:33:44:5{name[-1]}"
     steps = [
-        (f"ip link set {name} mtu 1400", lambda: stat_text(name, "mtu") == "1400"),
+        (f"ip link set {name} mtu 1400", lambda: sysfs(name, "mtu") == "1400"),
         (f"ip link set {name} address {new_mac}", lambda: mac_of(name) == new_mac),
         (f"ip link set {name} promisc on", lambda: flags_of(name) & IFF_PROMISC),
         (f"ip link set {name} allmulticast on", lambda: flags_of(name) & IFF_ALLMULTI),
@@ -142,14 +142,9 @@ def requests_are_answered_by_the_application(app: TestPmd, name: str) -> None:
         done = sh(f"ip link set {name} mtu 1300", check=False)
     finally:
         app.process.send_signal(signal.SIGCONT)
-    assert done.returncode != 0 and stat_text(name, "mtu") == "1400"
+    assert done.returncode != 0 and sysfs(name, "mtu") == "1400"
     done = sh(f"ip link set {name} mtu 1500", check=False)
-    assert done.returncode == 0 and stat_text(name, "mtu") == "1500", done.stderr
-
-
-def stat_text(name: str, attribute: str) -> str:
-    with open(f"/sys/class/net/{name}/{attribute}", encoding="ascii") as handle:
-        return handle.read().strip()
+    assert done.returncode == 0 and sysfs(name, "mtu") == "1500", done.stderr
 
 
 @pytest.mark.parametrize(
