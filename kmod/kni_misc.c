@@ -199,17 +199,17 @@ static int kni_ioctl_create(struct kni_ctx *ctx, unsigned int cmd,
 	if (copy_from_user(&info, (void __user *)arg, sizeof(info)))
 		return -EFAULT;
 	if (strnlen(info.name, sizeof(info.name)) == sizeof(info.name)) {
-		pr_err("kni.name not zero-terminated\n");
+		pr_err_ratelimited("kni.name not zero-terminated\n");
 		return -EINVAL;
 	}
 	if (info.force_bind &&
 	    (info.core_id >= nr_cpu_ids || !cpu_online(info.core_id))) {
-		pr_err("cpu %u is not online\n", info.core_id);
+		pr_err_ratelimited("cpu %u is not online\n", info.core_id);
 		return -EINVAL;
 	}
 	if (kni_strict_required && !ctx->nr_regions) {
-		pr_err("%s: strict=required and no memory registered\n",
-		       info.name);
+		pr_err_ratelimited("%s: strict=required and no memory registered\n",
+				   info.name);
 		return -EPERM;
 	}
 	if (kni_find(knet, info.name))
@@ -240,7 +240,7 @@ static int kni_ioctl_create(struct kni_ctx *ctx, unsigned int cmd,
 
 	ret = kni_map_shared(kni, &info);
 	if (ret) {
-		pr_err("%s: cannot map the shared FIFOs (%d)\n", info.name, ret);
+		pr_err_ratelimited("%s: cannot map the shared FIFOs (%d)\n", info.name, ret);
 		goto err_free;
 	}
 
@@ -251,8 +251,8 @@ static int kni_ioctl_create(struct kni_ctx *ctx, unsigned int cmd,
 
 	ret = kni_set_mtu(dev, &info);
 	if (ret) {
-		pr_err("%s: inconsistent mtu %u / min_mtu %u / max_mtu %u\n",
-		       info.name, info.mtu, info.min_mtu, info.max_mtu);
+		pr_err_ratelimited("%s: inconsistent mtu %u / min_mtu %u / max_mtu %u\n",
+				   info.name, info.mtu, info.min_mtu, info.max_mtu);
 		goto err_free;
 	}
 
@@ -260,7 +260,7 @@ static int kni_ioctl_create(struct kni_ctx *ctx, unsigned int cmd,
 	kni_napi_add(dev, &kni->napi, kni_napi_poll);
 	ret = register_netdev(dev);
 	if (ret) {
-		pr_err("%s: register_netdev failed (%d)\n", info.name, ret);
+		pr_err_ratelimited("%s: register_netdev failed (%d)\n", info.name, ret);
 		ret = -ENODEV;
 		goto err_free;
 	}
@@ -269,8 +269,8 @@ static int kni_ioctl_create(struct kni_ctx *ctx, unsigned int cmd,
 
 	ret = kni_thread_attach(knet, kni);
 	if (ret) {
-		pr_err("%s: cannot start the kernel thread (%d)\n",
-		       info.name, ret);
+		pr_err_ratelimited("%s: cannot start the kernel thread (%d)\n",
+				   info.name, ret);
 		ctx->nr_devs++;
 		list_add(&kni->list, &doomed);
 		kni_devs_remove(&doomed);
