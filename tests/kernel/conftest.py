@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 
 import pytest
@@ -48,15 +49,36 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [item for item in items if item not in empty]
 
 
+# A guest session keeps about one of the host's CPUs busy on average (its tests are mostly one Python process, or
+# wait on the kernel), so two sessions side by side use a 2-CPU host fully. KNI_GUEST_PARALLEL=1 runs them one by one.
+GUEST_PARALLEL = max(1, int(os.environ.get("KNI_GUEST_PARALLEL", "2")))
 _SESSIONS: dict[str, guest_session.GuestSession] = {}
+_PENDING: dict[str, concurrent.futures.Future] = {}
+_POOL: list[concurrent.futures.ThreadPoolExecutor] = []
+
+
+def _start_sessions() -> None:
+    """Start every selected kernel's session, GUEST_PARALLEL at a time, in matrix order."""
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=GUEST_PARALLEL, thread_name_prefix="guest-session")
+    _POOL.append(pool)
+    for name in selected_kernels():
+        _PENDING[name] = pool.submit(guest_session.run, matrix.kernel(name))
 
 
 @pytest.fixture
 def guest_run(kernel_name: str) -> guest_session.GuestSession:
     """The in-guest session of this kernel, booted once and shared by every test that asks."""
     if kernel_name not in _SESSIONS:
-        _SESSIONS[kernel_name] = guest_session.run(matrix.kernel(kernel_name))
+        if not _POOL:
+            _start_sessions()
+        _SESSIONS[kernel_name] = _PENDING[kernel_name].result()
     return _SESSIONS[kernel_name]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Sessions nobody asked for yet (an interrupted run) are not started."""
+    for pool in _POOL:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -69,6 +91,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             f"{name:8} {session.kernel.release:26} boot-to-command {result.boot_seconds:5.1f}s  "
             f"total {result.total_seconds:6.1f}s  guest tests {session.tests}  "
             f"failed {len(session.failures)}  skipped {len(session.skipped)}"
+            + (f"  vCPUs idle {session.idle_percent:.0f}%" if session.idle_percent is not None else "")
             + (f"  boot retried {len(session.boot_retries)}x" if session.boot_retries else "")
         )
         for reason in session.boot_retries:

@@ -10,6 +10,7 @@ import shutil
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
+from typing import Optional
 
 from tests.vmharness import guest, kbuild, matrix
 
@@ -33,6 +34,16 @@ class GuestSession:
     failures: list[str]
     skipped: list[str]
     boot_retries: list[str] = dataclasses.field(default_factory=list)  # why each earlier boot was given up
+    idle_percent: Optional[float] = None  # of the guest's vCPUs over the session: time the host's CPUs had free
+
+
+def idle_percent(proc_stat_line: str) -> Optional[float]:
+    """Idle and iowait as a share of all CPU time in the ``cpu`` line of /proc/stat."""
+    fields = proc_stat_line.split()
+    if len(fields) < 6 or fields[0] != "cpu":
+        return None
+    ticks = [int(value) for value in fields[1:9]]
+    return 100.0 * (ticks[3] + ticks[4]) / max(sum(ticks), 1)
 
 
 def build_test_modules(kernel: matrix.Kernel) -> str:
@@ -61,6 +72,9 @@ def guest_script(kernel: matrix.Kernel, modules_dir: str, selection: list[str]) 
         f"export {exports}\n"
         f"{shlex.quote(sys.executable)} -m pytest -p no:cacheprovider -o addopts='' -rfEs -v "
         f"--junitxml=/kni-results/junit.xml {pytest_args}\n"
+        "status=$?\n"
+        "head -n 1 /proc/stat > /kni-results/proc_stat\n"
+        "exit $status\n"
     )
 
 
@@ -101,8 +115,13 @@ def _run_session(kernel: matrix.Kernel, modules_dir: str, selection: list[str] |
                 boot_retries.append(str(exc))
                 continue
             junit = os.path.join(vm.results, "junit.xml")
+            stat_path = os.path.join(vm.results, "proc_stat")
+            idle = None
+            if os.path.exists(stat_path):
+                with open(stat_path, encoding="ascii") as handle:
+                    idle = idle_percent(handle.read())
             if os.path.exists(junit):
                 tests, failures, skipped = parse_junit(junit)
             else:
                 tests, failures, skipped = 0, ["<no junit report: the guest session did not run>"], []
-        return GuestSession(kernel, result, tests, failures, skipped, boot_retries)
+        return GuestSession(kernel, result, tests, failures, skipped, boot_retries, idle)

@@ -102,3 +102,10 @@ def test_the_guest_session_uses_the_hosts_cache(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(matrix, "CACHE_DIR", "/srv/other cache")
     script = guest_session.guest_script(KERNEL, "/var/tmp/m", ["tests/guest"])
     assert "KNI_CACHE='/srv/other cache'" in script.split("\n")[1]
+
+
+def test_idle_percent_counts_idle_and_iowait_of_the_cpu_line() -> None:
+    # user nice system idle iowait irq softirq steal
+    assert guest_session.idle_percent("cpu  100 0 50 300 50 0 0 0 0 0\n") == pytest.approx(70.0)
+    assert guest_session.idle_percent("cpu0 1 2 3 4 5 6 7 8") is None
+    assert guest_session.idle_percent("") is None
