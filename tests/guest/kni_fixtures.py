@@ -266,22 +266,49 @@ def rig(mode: str = "pa", **kwargs: object) -> Iterator[Rig]:
         bench.close()
 
 
+# A UDP receiver in its own process: prints "ready" once bound, then counts datagrams. It stops when the count it
+# reads on stdin has arrived, or after SILENCE seconds without a datagram once stdin said that count or closed (so a
+# shortfall still ends, with the count that did arrive); prints the count.
 RECEIVER = r"""
-import socket, sys
+import select, socket, sys, time
+SILENCE = 3.0
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, 33, 1 << 27)  # SO_RCVBUFFORCE
 s.bind((sys.argv[1], int(sys.argv[2])))
+s.setblocking(False)
 print("ready", flush=True)
-s.settimeout(3)
-count = 0
-try:
-    while True:
-        s.recv(2048)
-        count += 1
-except socket.timeout:
-    pass
+count, expected, told, last = 0, None, False, time.monotonic()
+while not (told and (count >= (expected or 0) or time.monotonic() - last >= SILENCE)):
+    ready = select.select([s] + ([] if told else [sys.stdin]), [], [], 0.2)[0]
+    if sys.stdin in ready:
+        line = sys.stdin.readline()
+        told, expected = True, int(line) if line.strip() else None
+    while s in ready:
+        try:
+            s.recv(2048)
+        except BlockingIOError:
+            break
+        count, last = count + 1, time.monotonic()
 print(count, flush=True)
 """
+
+
+def start_receiver(address: str, port: int) -> subprocess.Popen:
+    """RECEIVER bound to ``address``:``port``; ``receiver_count`` ends it."""
+    receiver = subprocess.Popen(
+        [sys.executable, "-c", RECEIVER, address, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert receiver.stdout is not None
+    if receiver.stdout.readline().strip() != "ready":
+        receiver.kill()
+        receiver.wait()
+        raise AssertionError("the UDP receiver process did not start")
+    return receiver
+
+
+def receiver_count(receiver: subprocess.Popen, expected: Optional[int] = None, timeout: float = 120) -> int:
+    """What RECEIVER counted: it stops once ``expected`` datagrams arrived, or after its silence otherwise."""
+    return int(receiver.communicate("" if expected is None else f"{expected}\n", timeout=timeout)[0].strip())
 
 
 def udp_rcvbuf_errors() -> int:
@@ -294,11 +321,7 @@ def overload(bench: Rig, seconds: float, port: int) -> tuple:
     """Fill rx_q as fast as possible for ``seconds``; return (injected, delivered to the app, rx_packets, elapsed)."""
     device = bench.devices["kni0"]
     pool = bench.pool
-    receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, KNI_IP, str(port)], stdout=subprocess.PIPE, text=True)
-    if receiver.stdout.readline().strip() != "ready":
-        receiver.kill()
-        receiver.wait()
-        raise AssertionError("the UDP receiver process did not start")
+    receiver = start_receiver(KNI_IP, port)
     frame = udp_frame(b"overload" * 8, port)
     rx_before = stat("kni0", "rx_packets")
     injected = 0
@@ -316,8 +339,8 @@ def overload(bench: Rig, seconds: float, port: int) -> tuple:
     # The kernel parks consumed mbufs on free_q and stops taking rx_q when free_q is full: keep draining it.
     assert wait_for(lambda: device.free_completed() >= 0 and device.fifo("rx").count() == 0)
     elapsed = time.monotonic() - started
-    delivered = int(receiver.communicate(timeout=60)[0].strip())
-    return injected, delivered, stat("kni0", "rx_packets") - rx_before, elapsed
+    rx_packets = stat("kni0", "rx_packets") - rx_before
+    return injected, receiver_count(receiver, rx_packets), rx_packets, elapsed
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:

@@ -163,9 +163,9 @@ def counters() -> dict:
 
 
 def test_ping_both_ways(pump: Pump) -> None:
-    out = sh("busybox ping -c 3 -W 3 10.77.0.2", check=False)
+    out = sh("busybox ping -A -c 3 -W 3 10.77.0.2", check=False)
     assert out.returncode == 0, out.stdout + out.stderr + pump.tail()
-    out = sh(f"ip netns exec {NETNS} busybox ping -c 3 -W 3 10.77.0.1", check=False)
+    out = sh(f"ip netns exec {NETNS} busybox ping -A -c 3 -W 3 10.77.0.1", check=False)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
