@@ -24,12 +24,13 @@ class BuildError(RuntimeError):
     """The module did not build cleanly; the message carries the build log."""
 
 
-def _make_args(kdir: str, src: str) -> list[str]:
-    return ["make", "-C", kdir, f"M={src}", "KCFLAGS=-Werror", "modules"]
+def _make_args(kdir: str, src: str, werror: bool) -> list[str]:
+    return ["make", "-C", kdir, f"M={src}", *(["KCFLAGS=-Werror"] if werror else []), "modules"]
 
 
-def build_module(kernel: matrix.Kernel, source: str, output: str) -> list[str]:
-    """Build the Kbuild tree ``source`` for ``kernel``; copies the ``.ko`` files to ``output``."""
+def build_module(kernel: matrix.Kernel, source: str, output: str, werror: bool = True) -> list[str]:
+    """Build the Kbuild tree ``source`` for ``kernel``; copies the ``.ko`` files to ``output``. With ``werror`` (our
+    own modules) any warning fails the build; without it (a comparison baseline) only errors do."""
     os.makedirs(output, exist_ok=True)
     if kernel.chroot_dir:
         build_root = os.path.join(kernel.chroot_dir, "build")
@@ -38,18 +39,21 @@ def build_module(kernel: matrix.Kernel, source: str, output: str) -> list[str]:
         inside = "/build/" + os.path.basename(work)
         _copy_sources(source, work)
         kdir = f"/usr/src/linux-headers-{kernel.release}"
-        command = " ".join(_make_args(kdir, inside))
+        command = " ".join(_make_args(kdir, inside, werror))
         done = hostsetup.chroot_run(kernel.chroot_dir, f"mount -t proc proc /proc && {command} 2>&1", capture=True)
         log = done.stdout + done.stderr
     else:
         work = tempfile.mkdtemp(prefix="kni-kbuild-")
         _copy_sources(source, work)
         done = subprocess.run(
-            _make_args(f"/lib/modules/{kernel.release}/build", work), capture_output=True, text=True, check=False
+            _make_args(f"/lib/modules/{kernel.release}/build", work, werror),
+            capture_output=True,
+            text=True,
+            check=False,
         )
         log = done.stdout + done.stderr
     try:
-        warnings = [line for line in log.splitlines() if WARNING_LINE.search(line)]
+        warnings = [line for line in log.splitlines() if WARNING_LINE.search(line)] if werror else []
         if done.returncode != 0 or warnings:
             raise BuildError(f"building {source} for {kernel.name} ({kernel.release}) failed:\n{log}")
         built = []
