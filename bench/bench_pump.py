@@ -50,9 +50,8 @@ from typing import Callable, List, NamedTuple, Optional, Tuple
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 importlib.import_module("conftest")  # makes ansible_collections.kernelnic.kni importable
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_backends import NullBackend
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import parse_interface
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.backends import NullBackend
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.daemon import (
     BUSY_CHECK_INTERVAL,
     FIRST_SLEEP,
     REQUEST_POLL,
@@ -61,8 +60,9 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import 
     PumpDaemon,
     Settings,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_kni import KernelKni
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_netlink import RtnlClient, RtnlWorker
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.kernel_adapter import KernelKni
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.netlink import RtnlClient, RtnlWorker
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import parse_interface
 
 DURATION = float(os.environ.get("KNI_BENCH_SECONDS", "3"))
 REPEAT = int(os.environ.get("KNI_BENCH_REPEAT", "3"))
@@ -534,7 +534,7 @@ RESTART_INTERFACES = (("kbench1", "02:00:00:88:01:01", 1400), ("kbench2", "02:00
 
 def pump_command(*args: str) -> List[str]:
     """The service's command line (without -B: bytecode compiled beforehand, as the role installs it)."""
-    return [sys.executable, "-S", "-m", "ansible_collections.kernelnic.kni.plugins.module_utils._pump_cli", *args]
+    return [sys.executable, "-S", "-m", "ansible_collections.kernelnic.kni.plugins.module_utils._pump.cli", *args]
 
 
 def restarted(expected: Tuple[Tuple[str, str, int], ...]) -> bool:

@@ -17,11 +17,11 @@ import time
 from collections.abc import Iterator
 from typing import Callable, Dict, List, Optional
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._abi import IovaMode
-from ansible_collections.kernelnic.kni.plugins.module_utils._device import DeviceConfig, KniControl, KniDevice
-from ansible_collections.kernelnic.kni.plugins.module_utils._mbuf import MbufPool
-from ansible_collections.kernelnic.kni.plugins.module_utils._memory import Arena, map_hugepages
-from ansible_collections.kernelnic.kni.plugins.module_utils._requests import RequestCallbacks
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import IovaMode
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.device import DeviceConfig, KniControl, KniDevice
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.mbuf import MbufPool
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.memory import Arena, map_hugepages
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.request_protocol import RequestCallbacks
 
 MODES = ("pa", "va", "strict")  # IOVA=PA, IOVA=VA, strict (registered hugepage memory, IOVA=PA); also strict-va
 HUGEPAGE = 2 * 1024 * 1024

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import (
     DEVICE_INFO_SIZE,
     MBUF_HEAD,
     MBUF_SIZE,

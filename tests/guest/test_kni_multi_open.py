@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Iterator
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils._device import KniControl, KniDeviceError
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.device import KniControl, KniDeviceError
 
 from tests.guest import test_pump_kni as pump_tests
 from tests.guest.kni_fixtures import (

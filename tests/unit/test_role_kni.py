@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: kernelnic.kni contributors
-"""The kni role's static facts: the module_utils it installs for kni-pump are exactly what the pump imports, the
+"""The kni role's static facts: the module_utils packages it installs for kni-pump hold what the pump imports, the
 sizes behind its hugepage computation match the pump's, argument_specs documents every default as the modules do,
 and the service unit it renders keeps systemd's exposure score at 3.0 or lower. And the role itself, in check mode
 against this host: bad variables fail its first task, and a fresh host is predicted without facts gathered."""
@@ -18,7 +18,9 @@ from typing import Any, Dict, List, Set, Tuple
 
 import pytest
 import yaml
-from ansible_collections.kernelnic.kni.plugins.module_utils import _abi, _mbuf, _pump_daemon, _role_validate
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni import abi, mbuf
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules import role_validate
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump import daemon as pump_daemon
 from ansible_collections.kernelnic.kni.plugins.modules import kni_interface, kni_kmod
 
 from tests.collection_path import ensure_collection_path
@@ -34,8 +36,8 @@ def _yaml(path: Path) -> Dict[str, Any]:
 
 
 def _imports(name: str) -> Set[str]:
-    """The module_utils a module imports anywhere (function-level imports included)."""
-    tree = ast.parse((MODULE_UTILS / f"{name}.py").read_text(encoding="utf-8"))
+    """The module_utils a module (dotted below module_utils) imports anywhere (function-level imports included)."""
+    tree = ast.parse((MODULE_UTILS / f"{name.replace('.', '/')}.py").read_text(encoding="utf-8"))
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(PREFIX):
@@ -43,27 +45,32 @@ def _imports(name: str) -> Set[str]:
     return found
 
 
-def test_pump_library_is_the_closure_of_the_pump_imports() -> None:
-    wanted = {"_pump_cli"}
-    pending = ["_pump_cli"]
+def test_pump_library_packages_hold_the_closure_of_the_pump_imports() -> None:
+    wanted = {"_pump.cli"}
+    pending = ["_pump.cli"]
     while pending:
         for imported in _imports(pending.pop()):
             if imported not in wanted:
                 wanted.add(imported)
                 pending.append(imported)
-    installed = _yaml(ROLE / "vars" / "main.yml")["kni_pump_library_modules"]
-    assert sorted(installed) == sorted(wanted)
+    packages = _yaml(ROLE / "vars" / "main.yml")["kni_pump_library_packages"]
+    # The role copies these folders whole: every module the pump imports is in one, and each is needed.
+    assert sorted(packages) == sorted({name.split(".")[0] for name in wanted})
+    for name in wanted:
+        assert (MODULE_UTILS / f"{name.replace('.', '/')}.py").is_file(), name
+    for package in packages:
+        assert (MODULE_UTILS / package / "__init__.py").read_text(encoding="utf-8") == ""
 
 
 def test_hugepage_sizes_match_the_pump() -> None:
     role_vars = _yaml(ROLE / "vars" / "main.yml")
-    object_size = -(-(_abi.MBUF_SIZE + _mbuf.DEFAULT_DATA_ROOM) // _abi.CACHE_LINE_SIZE) * _abi.CACHE_LINE_SIZE
+    object_size = -(-(abi.MBUF_SIZE + mbuf.DEFAULT_DATA_ROOM) // abi.CACHE_LINE_SIZE) * abi.CACHE_LINE_SIZE
     assert role_vars["kni_pump_mbuf_bytes"] == object_size
-    assert role_vars["kni_pump_fifo_zone_bytes"] == _abi.FIFO_AREA_SIZE + 64
+    assert role_vars["kni_pump_fifo_zone_bytes"] == abi.FIFO_AREA_SIZE + 64
 
 
 def test_pool_size_default_is_the_pumps() -> None:
-    assert _yaml(ROLE / "defaults" / "main.yml")["kni_pump_pool_size"] == _pump_daemon.DEFAULT_POOL_SIZE
+    assert _yaml(ROLE / "defaults" / "main.yml")["kni_pump_pool_size"] == pump_daemon.DEFAULT_POOL_SIZE
 
 
 def test_argument_specs_cover_the_defaults() -> None:
@@ -143,7 +150,7 @@ def test_validation_task_checks_every_variable() -> None:
     validate = [task for task in tasks if "kernelnic.kni.kni_validate" in task]
     assert len(validate) == 1
     passed = validate[0]["kernelnic.kni.kni_validate"]["variables"]
-    assert sorted(passed) == sorted(options) == sorted(_role_validate.CHECKS)
+    assert sorted(passed) == sorted(options) == sorted(role_validate.CHECKS)
     for name, value in passed.items():
         assert value == "{{ " + name + " }}", name
     # Only reading comes before it, and it runs whatever --tags select.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import errno
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils import _abi as abi
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni import abi
 
 
 def test_ioctl_numbers_match_x86_64_values() -> None:

@@ -37,7 +37,7 @@ import errno
 import struct
 from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import (
     CACHE_LINE_SIZE,
     MBUF_DATA_OFF_OFFSET,
     MBUF_HEAD,
@@ -52,7 +52,7 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
     IovaMode,
     KniMbufError,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._memory import Arena, Memzone
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.memory import Arena, Memzone
 
 DEFAULT_HEADROOM = 128  # RTE_PKTMBUF_HEADROOM
 DEFAULT_DATA_ROOM = 2048 + DEFAULT_HEADROOM  # RTE_MBUF_DEFAULT_DATAROOM + headroom, as DPDK pools are usually made

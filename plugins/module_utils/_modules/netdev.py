@@ -16,7 +16,7 @@ import socket
 import struct
 from typing import Any, Callable, Dict, List, Optional
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._host import HostPaths, read_text
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.host import HostPaths, read_text
 
 SIOCETHTOOL = 0x8946
 ETHTOOL_GDRVINFO = 0x00000003

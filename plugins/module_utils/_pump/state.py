@@ -19,7 +19,7 @@ import json
 import os
 from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import (
     ConfigError,
     InterfaceConfig,
     desired_state_document,

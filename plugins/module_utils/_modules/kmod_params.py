@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._host import MODULE_NAME
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.host import MODULE_NAME
 
 Value = Union[str, int, None]
 

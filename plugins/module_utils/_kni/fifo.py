@@ -29,7 +29,7 @@ import mmap
 import struct
 from typing import Dict, Sequence, Tuple, Union
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import (
     FIFO_BUFFER_OFFSET,
     FIFO_COUNT_MAX,
     FIFO_ELEM_SIZE_OFFSET,

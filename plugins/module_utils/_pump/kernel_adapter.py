@@ -15,27 +15,27 @@ from __future__ import annotations
 import errno
 from typing import Callable, Optional, Tuple
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import (
     CACHE_LINE_SIZE,
     MBUF_SIZE,
     IovaMode,
     KniDeviceError,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._device import DeviceConfig, KniControl, KniDevice
-from ansible_collections.kernelnic.kni.plugins.module_utils._mbuf import DEFAULT_DATA_ROOM, MbufPool
-from ansible_collections.kernelnic.kni.plugins.module_utils._memory import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.device import DeviceConfig, KniControl, KniDevice
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.mbuf import DEFAULT_DATA_ROOM, MbufPool
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.memory import (
     Arena,
     hugepage_size,
     map_hugepages,
     read_meminfo,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.request_protocol import KniRequest, RequestCallbacks
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.daemon import (
     DEFAULT_POOL_SIZE,
     alloc_q_target,
     arena_bytes,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_log import LOG
-from ansible_collections.kernelnic.kni.plugins.module_utils._requests import KniRequest, RequestCallbacks
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.log import LOG
 
 
 class KernelKni:

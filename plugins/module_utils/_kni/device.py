@@ -22,7 +22,7 @@ import os
 import select
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import (
     DEVICE_INFO,
     DEVICE_INFO_SIZE,
     FIFO_AREA_SIZE,
@@ -47,10 +47,10 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
     KniMemoryError,
     KniRequestError,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._fifo import KniFifo
-from ansible_collections.kernelnic.kni.plugins.module_utils._mbuf import MbufPool
-from ansible_collections.kernelnic.kni.plugins.module_utils._memory import Arena, Memzone
-from ansible_collections.kernelnic.kni.plugins.module_utils._requests import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.fifo import KniFifo
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.mbuf import MbufPool
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.memory import Arena, Memzone
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.request_protocol import (
     ErrorHook,
     KniRequest,
     RequestCallbacks,

@@ -32,21 +32,31 @@ import socket
 import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Protocol, Sequence, Tuple, TypeVar, Union
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import (
     FIFO_AREA_SIZE,
     FIFO_COUNT_MAX,
     MAX_MBUF_BURST,
     KniError,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._device import DeviceConfig, KniDevice
-from ansible_collections.kernelnic.kni.plugins.module_utils._mbuf import MbufPool
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_backends import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.device import DeviceConfig, KniDevice
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.mbuf import MbufPool
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.request_protocol import KniRequest, RequestCallbacks
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.backends import (
     AfPacketBackend,
     Backend,
     interface_running,
     open_backend,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.control import (
+    ControlRequest,
+    ControlServer,
+    error_reply,
+    ok_reply,
+)
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.log import LOG
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.netlink import AddressEvent, Job, LinkEvent
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.plan import Action, assign_macs, by_name, plan
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import (
     MAX_FRAME_LEN,
     ConfigError,
     InterfaceConfig,
@@ -56,20 +66,10 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import 
     mac_text,
     parse_cpu_list,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import (
     Backend as BackendSpec,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import (
-    ControlRequest,
-    ControlServer,
-    error_reply,
-    ok_reply,
-)
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_log import LOG
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_netlink import AddressEvent, Job, LinkEvent
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_plan import Action, assign_macs, by_name, plan
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_state import StateError, write_state
-from ansible_collections.kernelnic.kni.plugins.module_utils._requests import KniRequest, RequestCallbacks
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.state import StateError, write_state
 
 T = TypeVar("T")
 BURST = MAX_MBUF_BURST

@@ -7,10 +7,10 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Optional
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._dkms import read_status
-from ansible_collections.kernelnic.kni.plugins.module_utils._host import Host, read_text
-from ansible_collections.kernelnic.kni.plugins.module_utils._kmod import read_module
-from ansible_collections.kernelnic.kni.plugins.module_utils._netdev import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.dkms import read_status
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.host import Host, read_text
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.kmod import read_module
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.netdev import (
     DriverProbe,
     ethtool_driver,
     interface_info,

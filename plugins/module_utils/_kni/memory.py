@@ -17,7 +17,7 @@ import os
 import struct
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import (
     CACHE_LINE_SIZE,
     IovaMode,
     KniMemoryError,

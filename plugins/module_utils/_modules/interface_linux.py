@@ -14,12 +14,12 @@ import ipaddress
 import socket
 from typing import Any, Callable, List, Optional, Sequence
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._kni_interface import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.interface import (
     LinuxChange,
     LinuxState,
     address_key,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._netdev import DriverProbe, ethtool_driver
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.netdev import DriverProbe, ethtool_driver
 
 IFF_UP = 0x1
 RTM_DELADDR = 21

@@ -7,7 +7,7 @@ An interface is managed in two halves:
 * the pump half (``backend``, ``mac``, ``mtu``, ``min_mtu``, ``max_mtu``, ``carrier``, ``core``) lives in kni-pump's
   desired state and is changed with one ``apply``/``delete`` request per interface over its control socket;
 * the Linux half (``admin_state``, ``promisc``, ``allmulticast``, ``addresses``) is set with netlink
-  (``_kni_linux``).
+  (``interface_linux``).
 
 Options left out are not managed: an existing pump interface keeps its other pump fields (the request carries the
 merged configuration), and a Linux setting left out is neither read into the plan nor changed. With ``adopt`` the
@@ -22,9 +22,10 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._changes import DifferenceTracker
-from ansible_collections.kernelnic.kni.plugins.module_utils._netdev import KNI_DRIVERS
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.changes import DifferenceTracker
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.netdev import KNI_DRIVERS
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.plan import CREATION_FIELDS
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import (
     CARRIER_POLICIES,
     DEFAULT_MTU,
     MTU_FLOOR,
@@ -36,7 +37,6 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import 
     parse_interface,
     parse_mac,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_plan import CREATION_FIELDS
 
 STATES = ("present", "absent")
 ADMIN_STATES = ("up", "down")

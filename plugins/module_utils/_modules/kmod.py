@@ -22,15 +22,15 @@ import os
 import stat
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._changes import DifferenceTracker, file_diff
-from ansible_collections.kernelnic.kni.plugins.module_utils._host import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.changes import DifferenceTracker, file_diff
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.host import (
     MODULE_NAME,
     Host,
     HostError,
     HostPaths,
     read_text,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._kmod_params import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.kmod_params import (
     BY_NAME,
     PARAMETERS,
     ParameterError,
@@ -42,7 +42,11 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._kmod_params import 
     render_modules_load_conf,
     validate,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._netdev import DriverProbe, ethtool_driver, kni_interfaces
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.netdev import (
+    DriverProbe,
+    ethtool_driver,
+    kni_interfaces,
+)
 
 STATES = ("present", "absent")
 
@@ -60,7 +64,7 @@ NOT_LOADED = LoadedModule(False, {}, frozenset(), 0, [])
 
 class KmodRequest(NamedTuple):
     state: str
-    params: Params  # complete: every parameter, validated (``_kmod_params.validate``)
+    params: Params  # complete: every parameter, validated (``kmod_params.validate``)
     reload: bool = False
     persistent: bool = False
 

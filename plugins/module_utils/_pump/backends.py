@@ -23,24 +23,24 @@ import struct
 from array import array
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import (
     MBUF_DATA_LEN_OFFSET,
     MBUF_HEADER_TAIL,
     MBUF_LENGTHS,
     MBUF_PKT_LEN_OFFSET,
     MBUF_SIZE,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._mbuf import MbufPool
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_afpacket import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.mbuf import MbufPool
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.afpacket import (
     PACKET_MR_ALLMULTI,
     PACKET_MR_PROMISC,
     PACKET_MR_UNICAST,
     PacketRing,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import (
     ETHER_HEADER_LEN,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import (
     Backend as BackendSpec,
 )
 

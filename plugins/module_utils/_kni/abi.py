@@ -6,7 +6,7 @@ Everything that must match ``kmod/kni_abi.h`` byte for byte lives here: struct f
 ioctl numbers and request ids. Other modules import these names and never hard-code a layout.
 
 The ``KniError`` hierarchy lives here too: every other KNI module imports this one, so it is the only place the
-base class can be defined without an import cycle. ``_device`` re-exports it.
+base class can be defined without an import cycle. ``device`` re-exports it.
 """
 
 from __future__ import annotations

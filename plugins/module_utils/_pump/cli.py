@@ -2,7 +2,7 @@
 # Copyright: kernelnic.kni contributors
 """``kni-pump`` command line: ``run`` the daemon, or talk to it (``status``, ``get``, ``apply``, ``delete``, ``stats``).
 
-Run as ``python3 -m ansible_collections.kernelnic.kni.plugins.module_utils._pump_cli`` with the collection's parent
+Run as ``python3 -m ansible_collections.kernelnic.kni.plugins.module_utils._pump.cli`` with the collection's parent
 directory on ``PYTHONPATH`` (the role installs a ``kni-pump`` wrapper that does exactly that).
 
 Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or request (systemd does not restart on 2).
@@ -20,22 +20,22 @@ import time
 from types import SimpleNamespace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._abi import IovaMode, KniError
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import (
-    ConfigError,
-    InterfaceConfig,
-    parse_desired_state,
-)
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import IovaMode, KniError
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.control import (
     DEFAULT_TIMEOUT,
     ControlClient,
     ControlError,
     PumpConnectionError,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import DEFAULT_POOL_SIZE, PumpDaemon, Settings
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_log import LEVELS, LOG
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_netlink import LinkMonitor, RtnlClient, RtnlWorker
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_state import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.daemon import DEFAULT_POOL_SIZE, PumpDaemon, Settings
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.log import LEVELS, LOG
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.netlink import LinkMonitor, RtnlClient, RtnlWorker
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import (
+    ConfigError,
+    InterfaceConfig,
+    parse_desired_state,
+)
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.state import (
     PersistedState,
     StateError,
     config_digest,
@@ -134,7 +134,7 @@ def check_run_options(args: Any) -> Optional[int]:
 
 
 def run(args: Any) -> int:
-    from ansible_collections.kernelnic.kni.plugins.module_utils._pump_kni import KernelKni
+    from ansible_collections.kernelnic.kni.plugins.module_utils._pump.kernel_adapter import KernelKni
 
     imported = seconds_since_start()
     try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._kni_interface import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.interface import (
     HostFacts,
     InterfaceSpec,
     LinuxState,
@@ -24,13 +24,13 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._kni_interface impor
     plan_linux,
     predict_linux,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._kni_linux import LinuxError, LinuxLinks
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import ConfigError, parse_cpu_list
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.interface_linux import LinuxError, LinuxLinks
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.control import (
     ControlClient,
     ControlError,
     PumpConnectionError,
 )
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import ConfigError, parse_cpu_list
 
 DEFAULT_SOCKET = "/run/kni-pump/control.sock"
 PumpFactory = Callable[[str], Any]  # socket path -> a ControlCalls (call, fetch, expect, bad_reply) with close()

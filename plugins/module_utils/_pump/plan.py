@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import InterfaceConfig, mac_text
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import InterfaceConfig, mac_text
 
 CREATION_FIELDS = ("min_mtu", "max_mtu", "core")
 LIVE_FIELDS = ("backend", "mtu", "mac", "carrier")  # applied in this order

@@ -22,7 +22,7 @@ import struct
 import threading
 from typing import Callable, Iterator, List, NamedTuple, Optional, Tuple, Union
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_log import LOG
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.log import LOG
 
 NETLINK_ROUTE = 0
 RTMGRP_LINK = 0x1

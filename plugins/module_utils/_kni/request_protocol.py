@@ -15,7 +15,7 @@ from __future__ import annotations
 import errno
 from typing import Callable, NamedTuple, Optional, TypeVar
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import (
     MAC_ADDR_LEN,
     REQUEST,
     REQUEST_ASYNC_BIT,
@@ -25,7 +25,7 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
     KniRequestError,
     RequestId,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._fifo import KniFifo
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.fifo import KniFifo
 
 
 class KniRequest(NamedTuple):

@@ -3,7 +3,7 @@
 """The kni role's variables, checked before the role changes anything (the kni_validate module); pure, no I/O.
 
 Each variable is checked with the rules of the module or service it ends up in: ``kni_module_params`` with
-kni_kmod's (``_kmod_params.validate``), ``kni_interfaces`` with kni_interface's (``parse_interface_options`` and
+kni_kmod's (``kmod_params.validate``), ``kni_interfaces`` with kni_interface's (``parse_interface_options`` and
 the uniqueness checks of its plan), the pump settings with kni-pump's. Types are strict: the role computes with
 these values and tests them in conditionals, where the string ``"5"`` or ``"false"`` (what ``-e name=value``
 gives) would silently misbehave.
@@ -15,15 +15,15 @@ import os
 import re
 from typing import Any, Callable, Dict, List, Mapping, Tuple
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._kmod_params import ParameterError
-from ansible_collections.kernelnic.kni.plugins.module_utils._kmod_params import validate as validate_params
-from ansible_collections.kernelnic.kni.plugins.module_utils._kni_interface import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.interface import (
     InterfaceSpec,
     _check_unique,
     parse_interface_options,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import ConfigError, check_integer
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_log import LEVELS
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.kmod_params import ParameterError
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.kmod_params import validate as validate_params
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.log import LEVELS
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import ConfigError, check_integer
 
 # sun_path holds 108 bytes with the terminating NUL.
 SOCKET_PATH_MAX = 107

@@ -29,7 +29,7 @@ import stat
 import time
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import (
     ConfigError,
     InterfaceConfig,
     check_ifname,

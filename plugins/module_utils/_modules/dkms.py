@@ -18,8 +18,8 @@ import os
 import re
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._changes import DifferenceTracker
-from ansible_collections.kernelnic.kni.plugins.module_utils._host import MODULE_NAME, Host, HostPaths, read_text
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.changes import DifferenceTracker
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.host import MODULE_NAME, Host, HostPaths, read_text
 
 STATES = ("present", "absent")
 DEFAULT_SIGNING_KEY = "/var/lib/dkms/mok.key"
