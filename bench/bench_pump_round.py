@@ -36,8 +36,8 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._pump.daemon import 
     PumpDaemon,
     Settings,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump.kernel_adapter import DEFAULT_POOL_SIZE
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import parse_interface
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.sizing import DEFAULT_POOL_SIZE
 from pump_fakes import FakeKni, FakeLinks, ThreadWorker, fake_system  # pylint: disable=import-error
 
 ROUNDS = 3000

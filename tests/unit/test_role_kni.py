@@ -20,7 +20,7 @@ import pytest
 import yaml
 from ansible_collections.kernelnic.kni.plugins.module_utils._kni import abi, mbuf
 from ansible_collections.kernelnic.kni.plugins.module_utils._modules import role_validate
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump import daemon as pump_daemon
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump import sizing
 from ansible_collections.kernelnic.kni.plugins.modules import kni_interface, kni_kmod
 
 from tests.collection_path import ensure_collection_path
@@ -70,7 +70,7 @@ def test_hugepage_sizes_match_the_pump() -> None:
 
 
 def test_pool_size_default_is_the_pumps() -> None:
-    assert _yaml(ROLE / "defaults" / "main.yml")["kni_pump_pool_size"] == pump_daemon.DEFAULT_POOL_SIZE
+    assert _yaml(ROLE / "defaults" / "main.yml")["kni_pump_pool_size"] == sizing.DEFAULT_POOL_SIZE
 
 
 def test_argument_specs_cover_the_defaults() -> None:

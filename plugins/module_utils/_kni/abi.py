@@ -160,6 +160,10 @@ MBUF_BUF_LEN_OFFSET = 54  # inside rte_kni_mbuf pad3; rte_mbuf buf_len, unused b
 MBUF_POOL_OFFSET = 56
 MBUF_NEXT_OFFSET = 64  # second cache line
 MBUF_SIZE = 128  # sizeof(struct rte_mbuf); rte_kni_mbuf rounds up to the same thanks to its 64-byte alignment
+# The data room of the mbufs this library makes, as DPDK pools usually are: RTE_MBUF_DEFAULT_DATAROOM (the largest
+# frame an mbuf holds) behind RTE_PKTMBUF_HEADROOM.
+DEFAULT_HEADROOM = 128  # RTE_PKTMBUF_HEADROOM
+DEFAULT_DATA_ROOM = 2048 + DEFAULT_HEADROOM
 MBUF_ALIGN = CACHE_LINE_SIZE
 
 # The rte_mbuf-compatible head of an mbuf, 72 bytes: buf_addr, buf_iova, data_off, refcnt, nb_segs, port, ol_flags,

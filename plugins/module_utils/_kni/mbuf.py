@@ -39,6 +39,8 @@ from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tu
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import (
     CACHE_LINE_SIZE,
+    DEFAULT_DATA_ROOM,
+    DEFAULT_HEADROOM,
     MBUF_DATA_OFF_OFFSET,
     MBUF_HEAD,
     MBUF_LENGTHS,
@@ -54,8 +56,6 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import (
 )
 from ansible_collections.kernelnic.kni.plugins.module_utils._kni.memory import Arena, Memzone
 
-DEFAULT_HEADROOM = 128  # RTE_PKTMBUF_HEADROOM
-DEFAULT_DATA_ROOM = 2048 + DEFAULT_HEADROOM  # RTE_MBUF_DEFAULT_DATAROOM + headroom, as DPDK pools are usually made
 MAX_FREE_RUNS = 16  # stretches a freed burst is split into before the per-mbuf path is cheaper
 
 

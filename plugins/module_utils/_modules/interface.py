@@ -24,9 +24,9 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tup
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._modules.changes import DifferenceTracker
 from ansible_collections.kernelnic.kni.plugins.module_utils._modules.netdev import KNI_DRIVERS
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump.plan import CREATION_FIELDS
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import (
     CARRIER_POLICIES,
+    CREATION_FIELDS,
     DEFAULT_MTU,
     MTU_FLOOR,
     MTU_LIMIT,

@@ -9,7 +9,6 @@ in task order), then each interface's Linux-side steps, read fresh after the pum
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._modules.interface import (
@@ -30,7 +29,11 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._pump.control import
     ControlError,
     PumpConnectionError,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import ConfigError, parse_cpu_list
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import (
+    ConfigError,
+    host_links,
+    host_online_cpus,
+)
 
 DEFAULT_SOCKET = "/run/kni-pump/control.sock"
 PumpFactory = Callable[[str], Any]  # socket path -> a ControlCalls (call, fetch, expect, bad_reply) with close()
@@ -46,16 +49,7 @@ class InterfaceFailure(Exception):
 
 
 def read_host_facts(sys_root: str = "/sys") -> HostFacts:
-    try:
-        links = sorted(os.listdir(os.path.join(sys_root, "class", "net")))
-    except OSError:
-        links = []
-    try:
-        with open(os.path.join(sys_root, "devices", "system", "cpu", "online"), encoding="ascii") as handle:
-            cpus = parse_cpu_list(handle.read())
-    except OSError:
-        cpus = []
-    return HostFacts(links, cpus)
+    return HostFacts(sorted(host_links(sys_root)), host_online_cpus(sys_root))
 
 
 def connect_pump(path: str) -> ControlClient:

@@ -27,7 +27,8 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._pump.control import
     ControlError,
     PumpConnectionError,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump.daemon import DEFAULT_POOL_SIZE, PumpDaemon, Settings
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.daemon import PumpDaemon, Settings
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.kernel_adapter import KernelKni
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump.log import LEVELS, LOG
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump.netlink import LinkMonitor, RtnlClient, RtnlWorker
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import (
@@ -35,6 +36,7 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import 
     InterfaceConfig,
     parse_desired_state,
 )
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.sizing import DEFAULT_POOL_SIZE
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump.state import (
     PersistedState,
     StateError,
@@ -134,8 +136,6 @@ def check_run_options(args: Any) -> Optional[int]:
 
 
 def run(args: Any) -> int:
-    from ansible_collections.kernelnic.kni.plugins.module_utils._pump.kernel_adapter import KernelKni
-
     imported = seconds_since_start()
     try:
         group = check_run_options(args)

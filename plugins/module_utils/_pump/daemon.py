@@ -26,18 +26,12 @@ request waits at most 2 ms for a recently busy pump and at most 100 ms after a l
 from __future__ import annotations
 
 import errno
-import os
 import select
 import socket
 import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Protocol, Sequence, Tuple, TypeVar, Union
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import (
-    FIFO_AREA_SIZE,
-    FIFO_COUNT_MAX,
-    MAX_MBUF_BURST,
-    KniError,
-)
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import KniError
 from ansible_collections.kernelnic.kni.plugins.module_utils._kni.device import DeviceConfig, KniDevice
 from ansible_collections.kernelnic.kni.plugins.module_utils._kni.mbuf import MbufPool
 from ansible_collections.kernelnic.kni.plugins.module_utils._kni.request_protocol import KniRequest, RequestCallbacks
@@ -62,49 +56,23 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import 
     InterfaceConfig,
     check_runtime,
     check_unique,
+    host_links,
+    host_online_cpus,
     mac_bytes,
     mac_text,
-    parse_cpu_list,
 )
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import (
     Backend as BackendSpec,
 )
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.sizing import (
+    EGRESS_BURST,
+    FREE_BURST,
+    INGRESS_BURST,
+    ingress_in_flight,
+)
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump.state import StateError, write_state
 
 T = TypeVar("T")
-BURST = MAX_MBUF_BURST
-# Egress drains whatever tx_q holds, up to this many per round: under load, fewer and bigger rounds leave more CPU
-# to the senders and the kernel thread. alloc_q is kept topped up to as many (at most half the pool), so the kernel
-# rarely finds it empty between two rounds: with 256, a fast sender lost a fifth of its frames that way.
-EGRESS_BURST = 16 * MAX_MBUF_BURST
-ALLOC_Q_TARGET = EGRESS_BURST
-# Ingress moves up to this many frames per round, once rx_q has room for as many: each round has a fixed cost, and
-# 256 instead of 128 took 6-10 % less pump CPU per datagram in the 6.1 and 7.x guests (64- and 1500-byte frames).
-INGRESS_BURST = 8 * MAX_MBUF_BURST
-FREE_BURST = 16 * MAX_MBUF_BURST  # mbufs taken back from free_q per round: at least what a round can hand out
-# At most this many of our mbufs (all rx_q holds, and at most 3/8 of the pool) wait in rx_q, so the pool keeps egress
-# buffers. What the kernel still has queued when the pump starts waiting for room covers the pump's late wakeups:
-# in the 6.1 guest 768 gave 6-9 % more ingress than 384, and 1023 another 2-12 % (64 bytes) and 8 % (1500 bytes)
-# with less idle CPU, since a pump that shares its CPU with the application can wait several milliseconds for it
-# (6.1's scheduler gives each of two busy tasks a slice of several milliseconds).
-INGRESS_IN_FLIGHT = FIFO_COUNT_MAX - 1
-# mbufs per interface. alloc_q keeps up to 512 of them and rx_q up to 1023: with 1024 (and 384 in flight), ingress
-# cycled through 512 with at most 128 free at a time, too few for its bursts to find free neighbours (in 64-byte
-# ingress runs in the 6.1 guest, up to 40 % of the alloc bursts were gathered from scattered mbufs and up to half the
-# freed bursts came in pieces; with 2048 and 768 in flight, none and a fifth). 3072 leaves as many free with 1023.
-DEFAULT_POOL_SIZE = 3072
-
-
-def alloc_q_target(pool_size: int) -> int:
-    """How many empty mbufs alloc_q is kept topped up to, for a pool of ``pool_size``."""
-    return max(1, min(ALLOC_Q_TARGET, pool_size // 2))
-
-
-def ingress_in_flight(pool_size: int) -> int:
-    """How many mbufs at most wait in rx_q, for a pool of ``pool_size``."""
-    return max(1, min(INGRESS_IN_FLIGHT, pool_size * 3 // 8))
-
-
 SPIN_TIME = 300e-6  # seconds of empty rounds before the first sleep: a spinning pump takes the CPU from the kernel
 BUSY_CHECK_INTERVAL = 0.002  # seconds between descriptor checks (control socket, netlink) while busy
 # A busy pump reads the clock once every this many rounds: in a VM whose clock source is an emulated HPET, reading
@@ -179,21 +147,6 @@ class SystemView(NamedTuple):
     links: Callable[[], List[str]]
     online_cpus: Callable[[], List[int]]
     ifindex: Callable[[str], int]
-
-
-def host_links() -> List[str]:
-    try:
-        return os.listdir("/sys/class/net")  # no RTNL, unlike a netlink dump
-    except OSError:
-        return [name for _index, name in socket.if_nameindex()]
-
-
-def host_online_cpus() -> List[int]:
-    try:
-        with open("/sys/devices/system/cpu/online", encoding="ascii") as handle:
-            return parse_cpu_list(handle.read())
-    except OSError:
-        return list(range(os.cpu_count() or 1))
 
 
 HOST = SystemView(host_links, host_online_cpus, socket.if_nametoindex)
@@ -936,12 +889,3 @@ class PumpDaemon:
                 self._remove(name, pumping=False)  # on this thread: a stuck worker cannot hold up the exit
             except (KniError, OSError) as exc:
                 LOG.warning("%s: release failed: %s", name, exc)
-
-
-def arena_bytes(max_interfaces: int, pool_size: int, object_size: int, segment_size: int) -> int:
-    """Hugepage memory for ``max_interfaces`` interfaces: pools, 7 FIFO/sync zones each, and per-segment slack."""
-    per_chunk = max(1, segment_size // object_size)
-    chunks = -(-pool_size // per_chunk)
-    per_interface = pool_size * object_size + 7 * (FIFO_AREA_SIZE + 64) + chunks * object_size
-    total = max_interfaces * per_interface
-    return (-(-total // segment_size) + 2) * segment_size

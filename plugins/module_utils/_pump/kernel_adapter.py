@@ -15,14 +15,9 @@ from __future__ import annotations
 import errno
 from typing import Callable, Optional, Tuple
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import (
-    CACHE_LINE_SIZE,
-    MBUF_SIZE,
-    IovaMode,
-    KniDeviceError,
-)
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import IovaMode, KniDeviceError
 from ansible_collections.kernelnic.kni.plugins.module_utils._kni.device import DeviceConfig, KniControl, KniDevice
-from ansible_collections.kernelnic.kni.plugins.module_utils._kni.mbuf import DEFAULT_DATA_ROOM, MbufPool
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.mbuf import MbufPool
 from ansible_collections.kernelnic.kni.plugins.module_utils._kni.memory import (
     Arena,
     hugepage_size,
@@ -30,12 +25,13 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._kni.memory import (
     read_meminfo,
 )
 from ansible_collections.kernelnic.kni.plugins.module_utils._kni.request_protocol import KniRequest, RequestCallbacks
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump.daemon import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.log import LOG
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.sizing import (
     DEFAULT_POOL_SIZE,
+    MBUF_OBJECT_SIZE,
     alloc_q_target,
     arena_bytes,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump.log import LOG
 
 
 class KernelKni:
@@ -50,12 +46,11 @@ class KernelKni:
         device_path: str = "/dev/kni",
     ) -> None:
         self.pool_size = pool_size
-        object_size = -(-(MBUF_SIZE + DEFAULT_DATA_ROOM) // CACHE_LINE_SIZE) * CACHE_LINE_SIZE
         page = hugepage_size(read_meminfo())
         self.control = KniControl(device_path)
         try:
             self._wakeup_fd = self.control.fileno() if self.control.kernel_wakes_pollers() else None
-            self.arena: Arena = map_hugepages(arena_bytes(max_interfaces, pool_size, object_size, page), iova_mode)
+            self.arena: Arena = map_hugepages(arena_bytes(max_interfaces, pool_size, MBUF_OBJECT_SIZE, page), iova_mode)
         except BaseException:
             self.control.close()
             raise

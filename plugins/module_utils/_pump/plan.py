@@ -13,10 +13,12 @@ from __future__ import annotations
 import os
 from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import InterfaceConfig, mac_text
-
-CREATION_FIELDS = ("min_mtu", "max_mtu", "core")
-LIVE_FIELDS = ("backend", "mtu", "mac", "carrier")  # applied in this order
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import (
+    CREATION_FIELDS,
+    LIVE_FIELDS,
+    InterfaceConfig,
+    mac_text,
+)
 
 
 class Action(NamedTuple):

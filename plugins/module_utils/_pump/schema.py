@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: kernelnic.kni contributors
-"""kni-pump configuration: the schema of a desired interface and its validation (pure, no I/O).
+"""What kni_interface and kni-pump exchange: the schema of a desired interface, its validation, and the host facts
+(links, online CPUs) it is checked against.
 
 A desired state is ``{"version": 1, "interfaces": [<interface>, ...]}``; an interface is::
 
@@ -13,20 +14,29 @@ Only ``name`` and ``backend`` are required. Every error is a ``ConfigError`` who
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import DEFAULT_DATA_ROOM, DEFAULT_HEADROOM
 
 SCHEMA_VERSION = 1
 ETHER_HEADER_LEN = 14
-# The pump's mbufs hold 2048-byte frames (the library's default data room), and the KNI module drops egress frames
-# longer than mbuf_size, so no MTU may exceed 2048 minus the Ethernet header.
-MAX_FRAME_LEN = 2048
+# The pump's mbufs hold frames up to their data room behind the headroom, and the KNI module drops egress frames
+# longer than mbuf_size, so no MTU may exceed that minus the Ethernet header.
+MAX_FRAME_LEN = DEFAULT_DATA_ROOM - DEFAULT_HEADROOM
 MTU_LIMIT = MAX_FRAME_LEN - ETHER_HEADER_LEN
 MTU_FLOOR = 68  # IPv4's minimum, the kernel's ether_setup default min_mtu
 DEFAULT_MTU = 1500
 CARRIER_POLICIES = ("on", "off", "follow")
 BACKEND_KINDS = ("afpacket", "loopback", "null")
 IFNAME_MAX = 15  # IFNAMSIZ - 1
+
+# What the kernel fixes when it creates the net device: changing one recreates the interface.
+CREATION_FIELDS = ("min_mtu", "max_mtu", "core")
+# What changes on a live interface (the pump applies them in this order).
+LIVE_FIELDS = ("backend", "mtu", "mac", "carrier")
 
 _MAC_PATTERN = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 _INTERFACE_KEYS = ("name", "mac", "mtu", "min_mtu", "max_mtu", "carrier", "core", "backend")
@@ -273,3 +283,20 @@ def parse_cpu_list(text: str) -> List[int]:
         low, _separator, high = part.partition("-")
         cpus.extend(range(int(low), int(high or low) + 1))
     return cpus
+
+
+def host_links(sys_root: str = "/sys") -> List[str]:
+    """The host's network interface names, from sysfs (no RTNL, unlike a netlink dump)."""
+    try:
+        return os.listdir(os.path.join(sys_root, "class", "net"))
+    except OSError:
+        return [name for _index, name in socket.if_nameindex()]
+
+
+def host_online_cpus(sys_root: str = "/sys") -> List[int]:
+    """The host's online CPUs."""
+    try:
+        with open(os.path.join(sys_root, "devices", "system", "cpu", "online"), encoding="ascii") as handle:
+            return parse_cpu_list(handle.read())
+    except OSError:
+        return list(range(os.cpu_count() or 1))

@@ -21,19 +21,21 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._kni.mbuf import Mbu
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump.backends import NullBackend
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump.control import ControlClient, parse_request
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump.daemon import (
-    ALLOC_Q_TARGET,
-    INGRESS_BURST,
-    INGRESS_IN_FLIGHT,
     MAX_THROTTLED_SLEEP,
     THROTTLED_SHARE,
     THROTTLED_SLEEP,
     PumpDaemon,
     Settings,
-    alloc_q_target,
-    ingress_in_flight,
 )
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump.netlink import AddressEvent
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import ConfigError, mac_bytes, parse_interface
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.sizing import (
+    ALLOC_Q_TARGET,
+    INGRESS_BURST,
+    INGRESS_IN_FLIGHT,
+    alloc_q_target,
+    ingress_in_flight,
+)
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump.state import read_state
 from pump_fakes import (
     FakeKni,
