@@ -51,17 +51,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 importlib.import_module("conftest")  # makes ansible_collections.kernelnic.kni importable
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump.backends import NullBackend
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump.daemon import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.daemon import PumpDaemon, Settings
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.kernel_adapter import KernelKni
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.netlink import RtnlClient, RtnlWorker
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.pacing import (
     BUSY_CHECK_INTERVAL,
     FIRST_SLEEP,
     REQUEST_POLL,
     SPIN_TIME,
     WARM_IDLE,
-    PumpDaemon,
-    Settings,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump.kernel_adapter import KernelKni
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump.netlink import RtnlClient, RtnlWorker
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import parse_interface
 
 DURATION = float(os.environ.get("KNI_BENCH_SECONDS", "3"))

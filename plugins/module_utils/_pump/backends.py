@@ -37,12 +37,8 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._pump.afpacket impor
     PACKET_MR_UNICAST,
     PacketRing,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import (
-    ETHER_HEADER_LEN,
-)
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import (
-    Backend as BackendSpec,
-)
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import ETHER_HEADER_LEN
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import Backend as BackendSpec
 
 Defer = Callable[[Callable[[], None], str], None]  # (job, description): run job later, off the pump thread
 Transfer = Tuple[int, int, int]  # packets, bytes, dropped

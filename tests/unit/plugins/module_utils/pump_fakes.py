@@ -23,7 +23,7 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._kni.request_protoco
     decode_request,
     encode_request,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump.daemon import SystemView
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.daemon_core import SystemView
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump.netlink import Job
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump.sizing import alloc_q_target
 

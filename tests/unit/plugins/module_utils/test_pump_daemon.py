@@ -20,14 +20,13 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._kni.device import K
 from ansible_collections.kernelnic.kni.plugins.module_utils._kni.mbuf import MbufPool
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump.backends import NullBackend
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump.control import ControlClient, parse_request
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump.daemon import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.daemon import PumpDaemon, Settings
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.netlink import AddressEvent
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.pacing import (
     MAX_THROTTLED_SLEEP,
     THROTTLED_SHARE,
     THROTTLED_SLEEP,
-    PumpDaemon,
-    Settings,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump.netlink import AddressEvent
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import ConfigError, mac_bytes, parse_interface
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump.sizing import (
     ALLOC_Q_TARGET,
