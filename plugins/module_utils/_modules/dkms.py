@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: kernelnic.kni contributors
-"""rte_kni through DKMS: status parsing, kernel and header discovery, Secure Boot facts, plan and apply.
+"""rte_kni through DKMS: status parsing, kernel and header discovery, plan, apply and verify (Secure Boot and
+vermagic: ``dkms_checks``).
 
 DKMS does the work (``dkms add/build/install/remove/status``); this file only decides which of those commands a
 host needs. ``parse_status`` reads both output formats:
@@ -13,17 +14,25 @@ with optional trailing notes such as ``(original_module exists)`` or ``(WARNING!
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._modules.changes import DifferenceTracker
-from ansible_collections.kernelnic.kni.plugins.module_utils._modules.host import MODULE_NAME, Host, HostPaths, read_text
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.dkms_checks import (
+    CONF_VALUE,
+    read_vermagic,
+    secure_boot,
+    secure_boot_warning,
+    vermagic_problem,
+)
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.host import MODULE_NAME, Host, read_text
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.kernels import (
+    missing_headers_message,
+    target_kernels,
+)
 
 STATES = ("present", "absent")
-DEFAULT_SIGNING_KEY = "/var/lib/dkms/mok.key"
-DEFAULT_CERTIFICATE = "/var/lib/dkms/mok.pub"
 
 _STATUS_LINE = re.compile(
     r"^(?P<module>[^\s,/:]+)(?:/|,\s*)(?P<version>[^\s,:/]+)"
@@ -34,7 +43,6 @@ _STATUS_LINE = re.compile(
 # (/lib/modules/<release>, /usr/src/rte_kni-<version>) and dkms arguments, so nothing else is let through.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,63}$")
 _NAME_RULE = "letters, digits and . _ + ~ -, starting with a letter or digit, at most 64 characters"
-_CONF_VALUE = re.compile(r"""^\s*(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>"[^"]*"|'[^']*'|[^\s#;]*)""")
 
 
 class StatusEntry(NamedTuple):
@@ -93,178 +101,10 @@ def read_dkms_conf(source: str) -> Dict[str, str]:
     text = read_text(os.path.join(source, "dkms.conf"))
     values: Dict[str, str] = {}
     for line in (text or "").splitlines():
-        match = _CONF_VALUE.match(line)
+        match = CONF_VALUE.match(line)
         if match:
             values[match.group("key")] = match.group("value").strip("\"'")
     return values
-
-
-def installed_kernels(paths: HostPaths) -> List[str]:
-    """Kernel releases with modules under /lib/modules (leftover directories without modules.order are ignored)."""
-    try:
-        names = sorted(os.listdir(paths.lib_modules))
-    except OSError:
-        return []
-    return [
-        name
-        for name in names
-        if os.path.exists(os.path.join(paths.lib_modules, name, "modules.order"))
-        or os.path.isdir(os.path.join(paths.lib_modules, name, "kernel"))
-    ]
-
-
-def has_headers(paths: HostPaths, kernel: str) -> bool:
-    """DKMS builds against /lib/modules/<kernel>/build; a dangling link or an empty directory is no headers."""
-    return os.path.isfile(os.path.join(paths.lib_modules, kernel, "build", "Makefile"))
-
-
-def os_family(paths: HostPaths) -> List[str]:
-    ids: List[str] = []
-    for line in (read_text(paths.os_release) or "").splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key in ("ID", "ID_LIKE"):
-            ids.extend(value.strip().strip("\"'").split())
-    return ids
-
-
-def headers_package(paths: HostPaths, kernel: str) -> str:
-    family = os_family(paths)
-    if any(name in ("debian", "ubuntu") for name in family):
-        return f"linux-headers-{kernel}"
-    if any(name in ("rhel", "fedora", "centos") for name in family):
-        return f"kernel-devel-{kernel}"
-    if any("suse" in name for name in family):
-        return "kernel-default-devel"
-    return f"the kernel headers for {kernel}"
-
-
-def target_kernels(
-    paths: HostPaths, running: str, explicit: Optional[Sequence[str]]
-) -> Tuple[List[str], List[str], List[str]]:
-    """(kernels to build for, kernels skipped for lack of headers, kernels that must have headers but do not).
-
-    Without an explicit list: the running kernel (which must have headers) and every installed kernel with
-    headers. With one: exactly those kernels, all of which must have headers.
-    """
-    if explicit:
-        wanted = list(dict.fromkeys(explicit))
-        missing = [kernel for kernel in wanted if not has_headers(paths, kernel)]
-        return [k for k in wanted if k not in missing], [], missing
-    candidates = list(dict.fromkeys([running, *installed_kernels(paths)]))
-    targets = [kernel for kernel in candidates if has_headers(paths, kernel)]
-    skipped = [kernel for kernel in candidates if kernel != running and kernel not in targets]
-    missing = [] if running in targets else [running]
-    return targets, skipped, missing
-
-
-def missing_headers_message(paths: HostPaths, missing: Sequence[str]) -> str:
-    packages = " ".join(headers_package(paths, kernel) for kernel in missing)
-    listing = ", ".join(f"{kernel} (/lib/modules/{kernel}/build)" for kernel in missing)
-    return f"kernel headers are missing for {listing}; nothing was changed. Install {packages} and run again"
-
-
-class SecureBoot(NamedTuple):
-    state: str  # enabled, disabled, unknown
-    detail: str
-    signing_key: str
-    certificate: str
-    certificate_exists: bool
-    key_enrolled: Optional[bool]
-
-    def as_dict(self) -> Dict[str, object]:
-        return dict(self._asdict())
-
-
-def signing_files(paths: HostPaths) -> Tuple[str, str]:
-    """The (key, certificate) DKMS signs with: ``mok_signing_key`` / ``mok_certificate`` from framework.conf
-    (and framework.conf.d, later files winning, as DKMS reads them), else /var/lib/dkms/mok.key and mok.pub."""
-    key, certificate = DEFAULT_SIGNING_KEY, DEFAULT_CERTIFICATE
-    files = [paths.dkms_framework_conf, *sorted(glob.glob(os.path.join(paths.dkms_framework_conf_d, "*.conf")))]
-    for path in files:
-        for line in (read_text(path) or "").splitlines():
-            match = _CONF_VALUE.match(line)
-            if not match:
-                continue
-            value = match.group("value").strip("\"'")
-            if match.group("key") == "mok_signing_key" and value:
-                key = value
-            elif match.group("key") == "mok_certificate" and value:
-                certificate = value
-    return key, certificate
-
-
-def parse_sb_state(text: str) -> str:
-    lowered = text.lower()
-    if "secureboot enabled" in lowered:
-        return "enabled"
-    if "secureboot disabled" in lowered:
-        return "disabled"
-    return "unknown"
-
-
-def parse_test_key(text: str) -> Optional[bool]:
-    lowered = text.lower()
-    if "is already enrolled" in lowered:
-        return True
-    if "is not enrolled" in lowered:
-        return False
-    return None
-
-
-def secure_boot(host: Host) -> SecureBoot:
-    key, certificate = signing_files(host.paths)
-    certificate_exists = os.path.isfile(host.paths.path(certificate)) if not certificate.startswith("pkcs11:") else True
-    mokutil = host.which("mokutil")
-    if mokutil is None:
-        return SecureBoot("unknown", "mokutil is not installed", key, certificate, certificate_exists, None)
-    rc, out, err = host.run([mokutil, "--sb-state"])
-    text = (out + "\n" + err).strip()
-    state = parse_sb_state(text)
-    enrolled = None
-    if state == "enabled" and certificate_exists and not certificate.startswith("pkcs11:"):
-        rc, out, err = host.run([mokutil, "--test-key", certificate])
-        enrolled = parse_test_key(out + "\n" + err)
-    return SecureBoot(
-        state, text.splitlines()[0] if text else f"mokutil rc {rc}", key, certificate, certificate_exists, enrolled
-    )
-
-
-def secure_boot_warning(info: SecureBoot) -> Optional[str]:
-    if info.state != "enabled":
-        return None
-    if not info.certificate_exists:
-        return (
-            f"Secure Boot is enabled and {info.certificate} does not exist: DKMS will create a signing key "
-            f"({info.signing_key}); rte_kni loads only after `mokutil --import {info.certificate}` and a reboot "
-            "with console access to confirm the enrolment"
-        )
-    if info.key_enrolled is False:
-        return (
-            f"Secure Boot is enabled and the DKMS signing certificate {info.certificate} is not enrolled: run "
-            f"`mokutil --import {info.certificate}` and confirm the enrolment at the console after a reboot"
-        )
-    return None
-
-
-class Vermagic(NamedTuple):
-    vermagic: Optional[str]
-    filename: Optional[str]
-
-    def matches(self, kernel: str) -> bool:
-        return bool(self.vermagic) and (self.vermagic or "").split()[0] == kernel
-
-
-def read_vermagic(host: Host, kernel: str) -> Vermagic:
-    """What modprobe would load for ``kernel``: ``modinfo -k <kernel> rte_kni``'s vermagic and filename."""
-    modinfo = host.which("modinfo")
-    if modinfo is None:
-        return Vermagic(None, None)
-    values: List[Optional[str]] = []
-    for field in ("vermagic", "filename"):
-        result = host.run([modinfo, "-F", field, "-k", kernel, MODULE_NAME])
-        text = result[1].strip().splitlines()
-        values.append(text[0].strip() if result[0] == 0 and text else None)
-    return Vermagic(values[0], values[1])
 
 
 class DkmsRequest(NamedTuple):
@@ -406,22 +246,20 @@ def check_source(host: Host, source: str, version: str) -> None:
         )
 
 
-def vermagic_problem(kernel: str, found: Vermagic) -> Optional[str]:
-    if found.matches(kernel):
-        return None
-    if not found.vermagic:
-        return f"modinfo finds no {MODULE_NAME} for {kernel}"
-    return f"{found.filename or MODULE_NAME} has vermagic {found.vermagic!r}, which does not match kernel {kernel}"
+class Preflight(NamedTuple):
+    """What ``preflight`` found: ``dkms`` None when there is no dkms and nothing to remove."""
+
+    dkms: Optional[str]
+    request: DkmsRequest
+    entries: List[StatusEntry]
+    targets: List[str]
+    before: Dict[str, str]  # state by kernel, as DKMS listed it before any change
+    result: Dict[str, Any]  # the module's result so far
 
 
-def execute(
-    host: Host,
-    args: Mapping[str, Any],
-    check_mode: bool,
-    want_diff: bool,
-    warn: Callable[[str], None],
-) -> Dict[str, Any]:
-    """kni_dkms end to end: the module's result dict; warnings go to ``warn`` as they arise."""
+def preflight(host: Host, args: Mapping[str, Any], warn: Callable[[str], None]) -> Preflight:
+    """Everything checked before a change: arguments, dkms, the source, the kernels and their headers, Secure Boot,
+    and the vermagic of what DKMS already lists as installed."""
     state = args.get("state") or "present"
     check_arguments(args)
     explicit = list(args.get("kernels") or []) or None
@@ -430,7 +268,9 @@ def execute(
     if dkms is None:
         if state == "absent":
             result.update(version=args.get("version"), source=args.get("source"))
-            return result
+            return Preflight(
+                None, DkmsRequest(state, args.get("version"), args.get("source"), explicit), [], [], {}, result
+            )
         raise DkmsFailure("dkms was not found; install the dkms package")
     entries, problems = read_status(host, dkms)
     for line in problems:
@@ -464,23 +304,38 @@ def execute(
                 problem = vermagic_problem(kernel, read_vermagic(host, kernel))
                 if problem:
                     raise DkmsFailure(f"DKMS lists {MODULE_NAME} {version} as installed for {kernel}, but {problem}")
-    dkms_plan = plan(request, entries, targets)
+    return Preflight(dkms, request, entries, targets, before, result)
+
+
+def apply(host: Host, checked: Preflight, check_mode: bool, want_diff: bool) -> Tuple[DkmsPlan, Dict[str, str]]:
+    """Plan the DKMS commands and run them (not in check mode); the plan and the states by kernel after it."""
+    result, dkms, version = checked.result, checked.dkms or "dkms", checked.request.version
+    dkms_plan = plan(checked.request, checked.entries, checked.targets)
     result["changed"] = bool(dkms_plan.commands)
     result["commands"] = [" ".join(command.argv("dkms")) for command in dkms_plan.commands]
     if want_diff and dkms_plan.tracker.has_differences():
         result["diff"] = dkms_plan.tracker.before_after()
 
-    after = before
+    after = checked.before
     if dkms_plan.commands and not check_mode:
         for command in dkms_plan.commands:
             try:
                 run_dkms(host, dkms, command.argv(dkms))
             except DkmsError as exc:
                 raise DkmsFailure(str(exc), result) from exc
-        entries, problems = read_status(host, dkms)
+        entries, _problems = read_status(host, dkms)
         after = kernel_states(entries, version) if version else {}
+    return dkms_plan, after
+
+
+def verify(
+    host: Host, checked: Preflight, dkms_plan: DkmsPlan, after: Mapping[str, str], check_mode: bool
+) -> List[Dict[str, Any]]:
+    """Each target kernel's state, with the vermagic of what modprobe would load; fails where it does not match or
+    (not in check mode) where DKMS does not list the module as installed after ``present``."""
+    before = checked.before
     kernels = []
-    for kernel in targets:
+    for kernel in checked.targets:
         entry: Dict[str, Any] = {"kernel": kernel, "state": after.get(kernel, "absent"), "before": before.get(kernel)}
         if check_mode and dkms_plan.commands:
             entry["state"] = "installed"
@@ -489,13 +344,30 @@ def execute(
             entry.update(vermagic=found.vermagic, module_path=found.filename, vermagic_ok=found.matches(kernel))
             problem = vermagic_problem(kernel, found)
             if problem:
-                raise DkmsFailure(f"after dkms install for {kernel}: {problem}", result)
+                raise DkmsFailure(f"after dkms install for {kernel}: {problem}", checked.result)
         else:
             entry.update(vermagic=None, module_path=None, vermagic_ok=None)
         kernels.append(entry)
-    if state == "present" and not check_mode:
+    if checked.request.state == "present" and not check_mode:
         failed = [entry["kernel"] for entry in kernels if entry["state"] != "installed"]
         if failed:
+            version = checked.request.version
             raise DkmsFailure(f"DKMS does not list {MODULE_NAME} {version} as installed for {', '.join(failed)}")
-    result["kernels"] = kernels
-    return result
+    return kernels
+
+
+def execute(
+    host: Host,
+    args: Mapping[str, Any],
+    check_mode: bool,
+    want_diff: bool,
+    warn: Callable[[str], None],
+) -> Dict[str, Any]:
+    """kni_dkms end to end (preflight, apply, verify): the module's result dict; warnings go to ``warn`` as they
+    arise."""
+    checked = preflight(host, args, warn)
+    if checked.dkms is None:
+        return checked.result
+    dkms_plan, after = apply(host, checked, check_mode, want_diff)
+    checked.result["kernels"] = verify(host, checked, dkms_plan, after, check_mode)
+    return checked.result

@@ -14,13 +14,15 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._modules.dkms import
     StatusEntry,
     execute,
     kernel_states,
-    parse_sb_state,
     parse_status,
     plan,
+)
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.dkms_checks import (
+    parse_sb_state,
     secure_boot,
     signing_files,
-    target_kernels,
 )
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.kernels import target_kernels
 
 from tests.unit.plugins.kni_fakes import OTHER_RELEASE, RELEASE, FakeHost, FakeSystem
 
