@@ -14,11 +14,8 @@ import ipaddress
 import socket
 from typing import Any, Callable, List, Optional, Sequence
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._modules.interface import (
-    LinuxChange,
-    LinuxState,
-    address_key,
-)
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.interface import LinuxChange, LinuxState
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.interface_options import address_key
 from ansible_collections.kernelnic.kni.plugins.module_utils._modules.netdev import DriverProbe, ethtool_driver
 
 IFF_UP = 0x1

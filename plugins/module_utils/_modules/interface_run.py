@@ -13,17 +13,19 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._modules.interface import (
     HostFacts,
-    InterfaceSpec,
     LinuxState,
     Plan,
     describe,
     diff,
-    parse_options,
     plan,
     plan_linux,
     predict_linux,
 )
 from ansible_collections.kernelnic.kni.plugins.module_utils._modules.interface_linux import LinuxError, LinuxLinks
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.interface_options import (
+    InterfaceSpec,
+    parse_options,
+)
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump.control import (
     ControlClient,
     ControlError,

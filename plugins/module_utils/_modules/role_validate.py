@@ -15,9 +15,9 @@ import os
 import re
 from typing import Any, Callable, Dict, List, Mapping, Tuple
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._modules.interface import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.interface_options import (
     InterfaceSpec,
-    _check_unique,
+    check_unique_names,
     parse_interface_options,
 )
 from ansible_collections.kernelnic.kni.plugins.module_utils._modules.kmod_params import ParameterError
@@ -226,7 +226,7 @@ def _interfaces(value: Any, field: str, variables: Variables) -> None:
             raise ConfigError(spec.path("name"), f"{spec.name!r} is already listed at {first[spec.name]}")
         first[spec.name] = spec.field
     pump = [spec for spec in specs if spec.state == "present" and not spec.adopt]
-    _check_unique([(spec.field, spec.pump) for spec in pump])
+    check_unique_names([(spec.field, spec.pump) for spec in pump])
     limit = variables.get("kni_pump_max_interfaces")
     if isinstance(limit, int) and not isinstance(limit, bool) and len(pump) > limit:
         raise ConfigError(

@@ -8,11 +8,13 @@ import pytest
 from ansible_collections.kernelnic.kni.plugins.module_utils._modules.interface import (
     NEW_LINK,
     LinuxState,
+    plan_linux,
+    predict_linux,
+)
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.interface_options import (
     LinuxWanted,
     normalize_address,
     parse_options,
-    plan_linux,
-    predict_linux,
 )
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import ConfigError
 
