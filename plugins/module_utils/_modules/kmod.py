@@ -219,6 +219,16 @@ def plan(
         actions.append(Action("load", value=" ".join(kernel_arguments(wanted))))
         return KmodPlan(actions, runtime, file_diffs, None)
 
+    return _plan_parameters(request, current, interfaces, KmodPlan(actions, runtime, file_diffs, None))
+
+
+def _plan_parameters(
+    request: KmodRequest, current: LoadedModule, interfaces: Sequence[str], so_far: KmodPlan
+) -> KmodPlan:
+    """``plan`` for a loaded module that should stay loaded: its parameters, written live where they can be, else a
+    reload (when allowed and nothing uses the module). ``so_far`` holds the file actions already planned."""
+    actions, runtime, file_diffs = so_far.actions, so_far.runtime, so_far.file_diffs
+    wanted = request.params
     differences = []
     for parameter in PARAMETERS:
         loaded_value = current.params.get(parameter.name)

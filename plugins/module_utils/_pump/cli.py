@@ -135,6 +135,21 @@ def check_run_options(args: Any) -> Optional[int]:
         raise ConfigError("--socket-group", f"there is no group {args.socket_group!r}") from None
 
 
+def connect_signals(daemon: PumpDaemon, settings: Settings, config: Optional[str]) -> None:
+    """SIGTERM and SIGINT stop ``daemon``; SIGHUP makes it reload ``config``, when it has one."""
+    if config:
+
+        def reload_config() -> Optional[List[InterfaceConfig]]:
+            loaded, new_digest = load_config(config)
+            settings.config_digest = new_digest
+            return loaded
+
+        daemon.reload_requested = reload_config
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: daemon.stop())
+    signal.signal(signal.SIGINT, lambda _signum, _frame: daemon.stop())
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: daemon.request_reload())
+
+
 def run(args: Any) -> int:
     imported = seconds_since_start()
     try:
@@ -161,17 +176,7 @@ def run(args: Any) -> int:
     monitor = LinkMonitor()
     settings = Settings(args.state_dir, args.socket, group, args.max_interfaces, digest)
     daemon = PumpDaemon(settings, kni, rtnl, worker, monitor)
-    if args.config:
-
-        def reload_config() -> Optional[List[InterfaceConfig]]:
-            loaded, new_digest = load_config(args.config)
-            settings.config_digest = new_digest
-            return loaded
-
-        daemon.reload_requested = reload_config
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: daemon.stop())
-    signal.signal(signal.SIGINT, lambda _signum, _frame: daemon.stop())
-    signal.signal(signal.SIGHUP, lambda _signum, _frame: daemon.request_reload())
+    connect_signals(daemon, settings, args.config)
     try:
         errors = daemon.start(interfaces, admin_up, addresses or {})
         names = ", ".join(sorted(daemon.ports)) or "none"
