@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Set, Tuple
 
 import pytest
 import yaml
-from ansible_collections.kernelnic.kni.plugins.module_utils._kni import abi, mbuf
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni import abi
 from ansible_collections.kernelnic.kni.plugins.module_utils._modules import role_validate
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump import sizing
 from ansible_collections.kernelnic.kni.plugins.modules import kni_interface, kni_kmod
@@ -64,8 +64,8 @@ def test_pump_library_packages_hold_the_closure_of_the_pump_imports() -> None:
 
 def test_hugepage_sizes_match_the_pump() -> None:
     role_vars = _yaml(ROLE / "vars" / "main.yml")
-    object_size = -(-(abi.MBUF_SIZE + mbuf.DEFAULT_DATA_ROOM) // abi.CACHE_LINE_SIZE) * abi.CACHE_LINE_SIZE
-    assert role_vars["kni_pump_mbuf_bytes"] == object_size
+    object_size = -(-(abi.MBUF_SIZE + abi.DEFAULT_DATA_ROOM) // abi.CACHE_LINE_SIZE) * abi.CACHE_LINE_SIZE
+    assert role_vars["kni_pump_mbuf_bytes"] == object_size == sizing.MBUF_OBJECT_SIZE
     assert role_vars["kni_pump_fifo_zone_bytes"] == abi.FIFO_AREA_SIZE + 64
 
 

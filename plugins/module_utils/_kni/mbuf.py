@@ -27,8 +27,6 @@ import struct
 from typing import List, Optional, Sequence, Set, Tuple
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import (
-    DEFAULT_DATA_ROOM,
-    DEFAULT_HEADROOM,
     MBUF_LENGTHS,
     MBUF_NB_SEGS_OFFSET,
     MBUF_PKT_LEN_OFFSET,
@@ -44,15 +42,9 @@ MAX_FREE_RUNS = 16  # stretches a freed burst is split into before the per-mbuf 
 class MbufPool(MbufMemory):
     """Fixed set of mbufs carved from an arena; not thread-safe (one pump thread owns it)."""
 
-    def __init__(
-        self,
-        arena: Arena,
-        name: str,
-        count: int,
-        data_room: int = DEFAULT_DATA_ROOM,
-        headroom: int = DEFAULT_HEADROOM,
-    ) -> None:
-        super().__init__(arena, name, count, data_room, headroom)
+    def __init__(self, arena: Arena, name: str, count: int, **rooms: int) -> None:
+        """``rooms``: ``data_room`` and ``headroom``, as ``MbufMemory`` takes them."""
+        super().__init__(arena, name, count, **rooms)
         # 1 at the position of each mbuf out of the pool: what alloc searches, and what catches double frees (which
         # would hand one mbuf out twice)
         self._held = bytearray(count)

@@ -15,7 +15,7 @@ import errno
 import mmap
 import os
 import struct
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import (
     CACHE_LINE_SIZE,
@@ -146,18 +146,15 @@ class PhysicalIova(IovaTranslator):
 # --- memzones and the arena ---------------------------------------------------------------------------------------
 
 
-class Memzone:
+class Memzone(NamedTuple):
     """A named, cache-line aligned, physically contiguous slice of the arena."""
 
-    __slots__ = ("iova", "name", "offset", "size", "va", "view")
-
-    def __init__(self, name: str, offset: int, size: int, va: int, iova: int, view: memoryview) -> None:
-        self.name = name
-        self.offset = offset
-        self.size = size
-        self.va = va
-        self.iova = iova
-        self.view = view
+    name: str
+    offset: int
+    size: int
+    va: int
+    iova: int
+    view: memoryview
 
     def __repr__(self) -> str:
         return f"Memzone({self.name!r}, va=0x{self.va:x}, iova=0x{self.iova:x}, size={self.size})"

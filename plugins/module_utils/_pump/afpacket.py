@@ -186,15 +186,20 @@ class PacketRing:
         """Largest frame the TX ring takes, and (about) the largest the RX ring delivers whole."""
         return self.frame_size - TX_DATA_OFFSET - 64
 
+    def _statuses(self, ring: memoryview, head: int, max_count: int) -> List[int]:
+        """tp_status of the frames of ``ring`` from ``head``, up to ``max_count`` and the end of the ring."""
+        stride = self._stride32
+        start = head * stride
+        return ring[start + _STATUS : start + min(max_count, self.frame_count - head) * stride : stride].tolist()
+
     # --- RX (hot path) ---------------------------------------------------------------------------------------------
 
     def rx_peek(self, max_count: int) -> RxBurst:
         """The run of filled frames at the RX head, up to ``max_count`` and the end of the ring."""
         head = self._rx_head
-        limit = min(max_count, self.frame_count - head)
+        statuses = self._statuses(self._rx32, head, max_count)
         stride = self._stride32
         start = head * stride
-        statuses = self._rx32[start + _STATUS : start + limit * stride : stride].tolist()
         count = 0
         for status in statuses:  # the leading run of user-owned frames; stops at the first kernel-owned one
             if not status & TP_STATUS_USER:
@@ -262,10 +267,7 @@ class PacketRing:
     def tx_reserve(self, max_count: int) -> Tuple[int, List[int]]:
         """(first frame, data offsets into ``tx_view``) of up to ``max_count`` free frames at the TX head."""
         head = self._tx_head
-        limit = min(max_count, self.frame_count - head)
-        stride = self._stride32
-        start = head * stride
-        statuses = self._tx32[start + _STATUS : start + limit * stride : stride].tolist()
+        statuses = self._statuses(self._tx32, head, max_count)
         count = 0
         for status in statuses:
             if status != TP_STATUS_AVAILABLE:

@@ -161,11 +161,8 @@ def run(args: Any) -> int:
     remove_stale_temporaries(args.state_dir)
     try:
         interfaces, digest, admin_up, addresses = initial_state(args.config, args.state_dir)
-    except ConfigError as exc:
-        LOG.error("invalid configuration: %s", exc)
-        return EXIT_INVALID
-    except (StateError, OSError) as exc:
-        LOG.error("%s", exc)
+    except (ConfigError, StateError, OSError) as exc:
+        LOG.error("invalid configuration: %s" if isinstance(exc, ConfigError) else "%s", exc)
         return EXIT_INVALID
     state_read = seconds_since_start()
     os.makedirs(os.path.dirname(args.socket) or ".", mode=0o755, exist_ok=True)

@@ -47,17 +47,10 @@ class KniHost(Protocol):
 
 
 class LinkOps(Protocol):
-    """RTNL-taking link changes (run on the worker thread)."""
+    """RTNL-taking link changes (run on the worker thread), as ``RtnlClient`` makes them: ``set_link(ifindex, *,
+    carrier, mtu, address, up)`` changes what is given, ``add_address(ifindex, cidr)`` adds an address."""
 
-    def set_link(
-        self,
-        ifindex: int,
-        *,
-        carrier: Optional[bool] = None,
-        mtu: Optional[int] = None,
-        address: bytes = b"",
-        up: Optional[bool] = None,
-    ) -> None: ...
+    set_link: Callable[..., None]
 
     def add_address(self, ifindex: int, address: str) -> None: ...
 
