@@ -8,18 +8,17 @@ from __future__ import annotations
 SPIN_TIME = 300e-6  # seconds of empty rounds before the first sleep: a spinning pump takes the CPU from the kernel
 BUSY_CHECK_INTERVAL = 0.002  # seconds between descriptor checks (control socket, netlink) while busy
 # A busy pump reads the clock once every this many rounds: in a VM whose clock source is an emulated HPET, reading
-# it is a trap to the hypervisor and cost an eighth of the pump's time when read every round.
+# it is a trap to the hypervisor.
 BUSY_CLOCK_ROUNDS = 4
 FIRST_SLEEP = 50e-6
 # While ingress waits for the kernel to take what is already in rx_q, the pump sleeps until rx_q should have room for
-# a burst again, at the pace the kernel has been draining it, between these bounds. Polling at a fixed short pace
-# instead kept a pump waiting on a slow kernel (1500-byte frames in the 6.1 guest) as busy as a spinning one, with
-# the CPU the kernel and the app needed; backing off like an idle pump would leave the kernel idle once it has
-# drained rx_q, for as long as the pump then sleeps.
+# a burst again, at the pace the kernel has been draining it, between these bounds: a pump waiting on a slow kernel
+# leaves the CPU to the kernel and the application, and is back before the kernel has drained rx_q (an idle pump's
+# back-off would leave the kernel idle for as long as the pump then sleeps).
 THROTTLED_SLEEP = 50e-6
 MAX_THROTTLED_SLEEP = 0.002
-# The pump sleeps for this share of the expected wait, then looks again: a loaded guest wakes it late (in the 6.1
-# guest a 2 ms sleep took 2.3 to 2.7 ms), and sleeping the whole wait let the kernel nearly empty rx_q first.
+# The pump sleeps for this share of the expected wait, then looks again: a loaded host wakes it late, and the kernel
+# should not find rx_q empty first.
 THROTTLED_SHARE = 0.5
 THROTTLED_LIMIT = 0.1
 REQUEST_POLL = 0.002  # idle sleep for WARM_IDLE after the last activity: bounds the wait of a kernel request
