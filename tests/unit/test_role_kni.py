@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
 import subprocess
 import sys
@@ -23,8 +22,7 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._modules import role
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump import sizing
 from ansible_collections.kernelnic.kni.plugins.modules import kni_interface, kni_kmod
 
-from tests.collection_path import ensure_collection_path
-from tests.guest.ansible_runner import run_play
+from tests.ansible_play import ansible_env, run_play
 
 ROLE = Path(__file__).resolve().parents[2] / "roles" / "kni"
 MODULE_UTILS = ROLE.parents[1] / "plugins" / "module_utils"
@@ -169,16 +167,7 @@ def _run_role(tmp_path: Path, variables: Dict[str, Any]) -> Tuple[int, str, List
     play = {"hosts": "localhost", "gather_facts": False, "roles": [{"role": "kernelnic.kni.kni"}]}
     playbook = tmp_path / "play.yml"
     playbook.write_text(json.dumps([play]), encoding="utf-8")
-    env = dict(
-        os.environ,
-        ANSIBLE_COLLECTIONS_PATH=ensure_collection_path(importable=False),
-        ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
-        ANSIBLE_REMOTE_TEMP=str(tmp_path / "remote-tmp"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_RETRY_FILES_ENABLED="0",
-        ANSIBLE_DEPRECATION_WARNINGS="0",
-        PATH=f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin",
-    )
+    env = ansible_env(str(tmp_path))
     extra = json.dumps(dict(variables, ansible_python_interpreter=sys.executable))
     argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-c", "local", "-i", "localhost,", "--check"]
     done = subprocess.run(
