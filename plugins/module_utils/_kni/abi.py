@@ -15,6 +15,7 @@ import enum
 import errno as errno_codes
 import os
 import struct
+from typing import Union
 
 # --- sizes and limits (docs/kni-abi.md §2, §3.1, §6) ----------------------------------------------------------
 
@@ -170,6 +171,24 @@ MBUF_ALIGN = CACHE_LINE_SIZE
 # packet_type, pkt_len, data_len, vlan_tci, hash (8 opaque bytes), vlan_tci_outer, buf_len, pool, next.
 MBUF_HEAD = struct.Struct("<QQHHHHQIIHH8sHHQQ")
 MBUF_HEAD_SIZE = MBUF_HEAD.size
+MBUF_HEAD_FIELDS = (
+    "buf_addr",
+    "buf_iova",
+    "data_off",
+    "refcnt",
+    "nb_segs",
+    "port",
+    "ol_flags",
+    "packet_type",
+    "pkt_len",
+    "data_len",
+    "vlan_tci",
+    "hash",
+    "vlan_tci_outer",
+    "buf_len",
+    "pool",
+    "next",
+)
 # Just the fields a packet write sets, from data_off (16) to data_len (42): data_off, refcnt, nb_segs, port,
 # ol_flags, packet_type, pkt_len, data_len.
 MBUF_PACKET_FIELDS = struct.Struct("<HHHHQIIH")
@@ -177,6 +196,16 @@ MBUF_LENGTHS = struct.Struct("<IH")  # pkt_len @36, data_len @40 (packed: the ga
 # The rest of the head after data_len, 42 to 72: vlan_tci, hash, vlan_tci_outer, buf_len, pool, next.
 MBUF_HEADER_TAIL = struct.Struct("<H8sHHQQ")
 MBUF_PORT_NONE = 0xFFFF  # RTE_MBUF_PORT_INVALID
+
+
+def pack_mbuf_head(buffer: Union[bytearray, memoryview], offset: int, **fields: Union[int, bytes]) -> None:
+    """Write an mbuf head at ``offset`` of ``buffer`` from named fields (``MBUF_HEAD_FIELDS``); the rest are 0."""
+    unknown = set(fields) - set(MBUF_HEAD_FIELDS)
+    if unknown:
+        raise TypeError(f"not mbuf head fields: {sorted(unknown)}")
+    values = [fields.get(name, b"" if name == "hash" else 0) for name in MBUF_HEAD_FIELDS]
+    MBUF_HEAD.pack_into(buffer, offset, *values)
+
 
 # --- struct rte_kni_request (docs/kni-abi.md §2.4): packed, 17 bytes -------------------------------------------------
 
