@@ -93,6 +93,7 @@ def test_mbuf_layout() -> None:
         "pool",
         "next",
     )
+    assert names == abi.MBUF_HEAD_FIELDS  # what pack_mbuf_head names, checked against the offsets below
     sample = {name: 1 for name in names}
     sample["hash"] = b"\x01"
     offsets = _field_offsets(abi.MBUF_HEAD, names, sample)
