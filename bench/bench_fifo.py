@@ -16,9 +16,9 @@ from typing import Callable
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 importlib.import_module("conftest")  # makes ansible_collections.kernelnic.kni importable
-from ansible_collections.kernelnic.kni.plugins.module_utils._fifo import KniFifo
-from ansible_collections.kernelnic.kni.plugins.module_utils._mbuf import MbufPool
-from ansible_collections.kernelnic.kni.plugins.module_utils._memory import anonymous_arena
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.fifo import KniFifo
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.mbuf import MbufPool
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.memory import anonymous_arena
 
 BURSTS = (1, 8, 32, 256)
 ENTRIES_PER_RUN = 1 << 20

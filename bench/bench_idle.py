@@ -3,7 +3,7 @@
 # Copyright: kernelnic.kni contributors
 """Why ingress leaves CPUs idle: a scheduler trace of KNI (or TAP) ingress with the UDP app, in one guest.
 
-bench_pump.py prints how busy each CPU was; this says who was asleep when a CPU went idle. It runs the same
+pump_lab.py prints how busy each CPU was; this says who was asleep when a CPU went idle. It runs the same
 ingress set-up (the pump's null backend as a source, a recvmmsg() app in another process), records one second of
 context switches with ``perf sched record``, and prints:
 
@@ -31,7 +31,7 @@ import time
 from typing import Counter, Dict, Iterable, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_pump  # after the path: it also sets up the collection's import path
+import pump_lab  # after the path: it also sets up the collection's import path
 
 TRACE = "/var/tmp/kni-bench-sched.data"
 SWITCH = re.compile(r"\[(\d+)\]\s+([\d.]+):\s+sched:sched_switch:\s+(.*)")
@@ -78,12 +78,12 @@ def main() -> int:
         sys.exit("bench_idle: needs perf (linux-perf) in the guest")
     if args.module and not os.path.exists("/sys/module/rte_kni"):
         subprocess.run(["insmod", args.module], check=True)
-    bench_pump.prepare_guest()
-    frame = bench_pump.udp_frame(args.size, bench_pump.KNI_MAC, "10.88.0.2", "10.88.0.1")
-    side = (bench_pump.TapSide if args.tap else bench_pump.KniSide)(frame)
+    pump_lab.prepare_guest()
+    frame = pump_lab.udp_frame(args.size, pump_lab.KNI_MAC, "10.88.0.2", "10.88.0.1")
+    side = (pump_lab.TapSide if args.tap else pump_lab.KniSide)(frame)
     ready = multiprocessing.Event()
     result: multiprocessing.Queue = multiprocessing.Queue()
-    app = multiprocessing.Process(target=bench_pump.udp_receiver, args=("10.88.0.1", 60, ready, result))
+    app = multiprocessing.Process(target=pump_lab.udp_receiver, args=("10.88.0.1", 60, ready, result))
     app.start()
     ready.wait(30)
     time.sleep(1.5)  # past the start-up

@@ -29,15 +29,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 sys.path.insert(0, os.path.join(REPO, "tests", "unit", "plugins", "module_utils"))
 importlib.import_module("conftest")  # makes ansible_collections.kernelnic.kni importable
-from ansible_collections.kernelnic.kni.plugins.module_utils._abi import MBUF_PKT_LEN_OFFSET
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_backends import NullBackend
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import parse_interface
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import (
-    Port,
-    PumpDaemon,
-    Settings,
-)
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_kni import DEFAULT_POOL_SIZE
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import MBUF_PKT_LEN_OFFSET
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.backends import NullBackend
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.daemon import PumpDaemon, Settings
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.port import Port
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import parse_interface
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.sizing import DEFAULT_POOL_SIZE
 from pump_fakes import FakeKni, FakeLinks, ThreadWorker, fake_system  # pylint: disable=import-error
 
 ROUNDS = 3000

@@ -175,8 +175,12 @@ missing_headers:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.kernelnic.kni.plugins.module_utils._dkms import STATES, DkmsFailure, execute  # noqa: E402
-from ansible_collections.kernelnic.kni.plugins.module_utils._host import ModuleHost  # noqa: E402
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.dkms import (  # noqa: E402
+    STATES,
+    DkmsFailure,
+    execute,
+)
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.host import ModuleHost  # noqa: E402
 
 
 def main() -> None:

@@ -168,8 +168,8 @@ service:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.kernelnic.kni.plugins.module_utils._host import ModuleHost  # noqa: E402
-from ansible_collections.kernelnic.kni.plugins.module_utils._kni_info import DEFAULT_SERVICE, gather  # noqa: E402
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.host import ModuleHost  # noqa: E402
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.info import DEFAULT_SERVICE, gather  # noqa: E402
 
 
 def main() -> None:

@@ -309,7 +309,7 @@ field:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.kernelnic.kni.plugins.module_utils._kni_interface_run import (  # noqa: E402
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.interface_run import (  # noqa: E402
     DEFAULT_SOCKET,
     InterfaceFailure,
     execute,

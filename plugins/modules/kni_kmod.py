@@ -194,9 +194,13 @@ errors:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.kernelnic.kni.plugins.module_utils._host import ModuleHost  # noqa: E402
-from ansible_collections.kernelnic.kni.plugins.module_utils._kmod import STATES, KmodFailure, execute  # noqa: E402
-from ansible_collections.kernelnic.kni.plugins.module_utils._kmod_params import (  # noqa: E402
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.host import ModuleHost  # noqa: E402
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.kmod import (  # noqa: E402
+    STATES,
+    KmodFailure,
+    execute,
+)
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.kmod_params import (  # noqa: E402
     BY_NAME,
     precheck_arguments,
 )

@@ -66,7 +66,7 @@ errors:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.kernelnic.kni.plugins.module_utils._role_validate import check_variables  # noqa: E402
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.role_validate import check_variables  # noqa: E402
 
 
 def main() -> None:

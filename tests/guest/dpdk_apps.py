@@ -15,7 +15,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._memory import read_meminfo
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.memory import read_meminfo
 
 from tests.guest.kni_fixtures import sh, sysfs, wait_for
 from tests.vmharness import dpdk

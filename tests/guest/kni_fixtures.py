@@ -17,11 +17,13 @@ import time
 from collections.abc import Iterator
 from typing import Callable, Dict, List, Optional
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._abi import IovaMode
-from ansible_collections.kernelnic.kni.plugins.module_utils._device import DeviceConfig, KniControl, KniDevice
-from ansible_collections.kernelnic.kni.plugins.module_utils._mbuf import MbufPool
-from ansible_collections.kernelnic.kni.plugins.module_utils._memory import Arena, map_hugepages
-from ansible_collections.kernelnic.kni.plugins.module_utils._requests import RequestCallbacks
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import IovaMode
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.device import DeviceConfig, KniControl, KniDevice
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.mbuf import MbufPool
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.memory import Arena, map_hugepages
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.request_protocol import RequestCallbacks
+
+from tests import frames
 
 MODES = ("pa", "va", "strict")  # IOVA=PA, IOVA=VA, strict (registered hugepage memory, IOVA=PA); also strict-va
 HUGEPAGE = 2 * 1024 * 1024
@@ -88,33 +90,9 @@ def set_mtu_ioctl(name: str, mtu: int) -> None:
         fcntl.ioctl(sock.fileno(), SIOCSIFMTU, struct.pack("16si12x", name.encode(), mtu))
 
 
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def udp_frame(payload: bytes, dport: int, sport: int = 40000, src: str = PEER_IP, dst: str = KNI_IP) -> bytes:
     """Ethernet + IPv4 + UDP (checksum 0) from the peer to the KNI interface."""
-    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
-    header = struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst)
-    )
-    header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
-    return KNI_MAC + PEER_MAC + b"\x08\x00" + header + udp
-
-
-def parse_udp(frame: bytes) -> Optional[tuple]:
-    """(dport, payload) of an IPv4/UDP Ethernet frame, else None."""
-    if len(frame) < 42 or frame[12:14] != b"\x08\x00" or frame[23] != 17:
-        return None
-    ihl = (frame[14] & 0x0F) * 4
-    udp = 14 + ihl
-    dport, length = struct.unpack_from("!2xHH", frame, udp)
-    return dport, frame[udp + 8 : udp + length]
+    return frames.udp_frame(payload, dport, sport=sport, src=src, dst=dst, src_mac=PEER_MAC, dst_mac=KNI_MAC)
 
 
 def make_arena(mode: str, size: int) -> Arena:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import ControlClient
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.control import ControlClient
 
 from tests.guest.ansible_runner import REPO_ROOT, run_tasks
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.ansible_integration
 RUN_DIR = "/var/tmp/kni-interface-target"
 SOCKET = f"{RUN_DIR}/control.sock"
 BACKEND = "kvb"
-CLI = [sys.executable, "-S", "-m", "ansible_collections.kernelnic.kni.plugins.module_utils._pump_cli"]
+CLI = [sys.executable, "-S", "-m", "ansible_collections.kernelnic.kni.plugins.module_utils._pump.cli"]
 
 
 def sh(command: str, check: bool = True) -> subprocess.CompletedProcess:

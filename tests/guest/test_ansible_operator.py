@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.guest.ansible_runner import REPO_ROOT, ensure_dev_fd, run_play
+from tests.ansible_play import run_play
+from tests.guest.ansible_runner import REPO_ROOT, ensure_dev_fd
 from tests.guest.dpdk_apps import TestPmd, running, wait_link
 from tests.guest.kni_fixtures import sh
 

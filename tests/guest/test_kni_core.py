@@ -8,15 +8,15 @@ import time
 from collections.abc import Callable
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils._abi import FIFO_AREA_SIZE, NAMESIZE, IovaMode
-from ansible_collections.kernelnic.kni.plugins.module_utils._device import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import FIFO_AREA_SIZE, NAMESIZE, IovaMode
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.device import (
     QUEUES,
     DeviceConfig,
     KniDeviceError,
     pack_device_info,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._fifo import KniFifo
-from ansible_collections.kernelnic.kni.plugins.module_utils._memory import Arena
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.fifo import KniFifo
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.memory import Arena
 
 from tests.guest.kni_fixtures import (
     HUGEPAGE,

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.frames import parse_udp
 from tests.guest.kni_fixtures import (
     KNI_IP,
     MODES,
@@ -18,7 +19,6 @@ from tests.guest.kni_fixtures import (
     PEER_MAC,
     kni_module,
     overload,
-    parse_udp,
     rig,
     sh,
     stat,

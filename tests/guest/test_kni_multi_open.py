@@ -16,8 +16,9 @@ import sys
 from collections.abc import Callable, Iterator
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils._device import KniControl, KniDeviceError
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.device import KniControl, KniDeviceError
 
+from tests.frames import parse_udp
 from tests.guest import test_pump_kni as pump_tests
 from tests.guest.kni_fixtures import (
     PEER_MAC,
@@ -26,7 +27,6 @@ from tests.guest.kni_fixtures import (
     kni_module,
     kthread_pids,
     module_path,
-    parse_udp,
     sh,
     stat,
     udp_frame,

@@ -8,8 +8,8 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils._abi import IovaMode, KniMemoryError
-from ansible_collections.kernelnic.kni.plugins.module_utils._memory import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import IovaMode, KniMemoryError
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.memory import (
     PagemapReader,
     map_hugepages,
     read_meminfo,

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import ControlClient
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.control import ControlClient
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NETNS = "pumppeer"
@@ -32,7 +32,7 @@ RUN_DIR = "/tmp/kni-pump-test"
 SOCKET = f"{RUN_DIR}/control.sock"
 STATE_DIR = f"{RUN_DIR}/state"
 CONFIG = f"{RUN_DIR}/config.json"
-CLI = [sys.executable, "-S", "-m", "ansible_collections.kernelnic.kni.plugins.module_utils._pump_cli"]
+CLI = [sys.executable, "-S", "-m", "ansible_collections.kernelnic.kni.plugins.module_utils._pump.cli"]
 # Bytecode may be written (to the guest's overlay): restarts then start like an installed service.
 ENV = {
     **{key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"},

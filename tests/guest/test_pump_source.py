@@ -36,11 +36,11 @@ PACKET_OUTGOING = 4
 # prints the interface's counters as JSON.
 SOURCE_PUMP = f"""
 import json, os, sys
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_backends import NullBackend
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import parse_interface
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import PumpDaemon, Settings
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_kni import KernelKni
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_netlink import RtnlClient, RtnlWorker
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.backends import NullBackend
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import parse_interface
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.daemon import PumpDaemon, Settings
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.kernel_adapter import KernelKni
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.netlink import RtnlClient, RtnlWorker
 
 worker, kni = RtnlWorker(), KernelKni(max_interfaces=1)
 daemon = PumpDaemon(Settings("{RUN_DIR}/state", max_interfaces=1), kni, RtnlClient(), worker)

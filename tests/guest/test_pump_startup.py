@@ -62,7 +62,7 @@ def test_interfaces_brought_up_while_others_are_created() -> None:
             {"version": 1, "interfaces": [{"name": name, "backend": "null", "carrier": "on"} for name in NAMES]}, handle
         )
     subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(REPO, "plugins")], env=ENV, check=True)
-    command = [sys.executable, "-S", "-m", "ansible_collections.kernelnic.kni.plugins.module_utils._pump_cli", "run"]
+    command = [sys.executable, "-S", "-m", "ansible_collections.kernelnic.kni.plugins.module_utils._pump.cli", "run"]
     try:
         for start in range(STARTS):
             log_path = f"{RUN_DIR}/pump{start}.log"

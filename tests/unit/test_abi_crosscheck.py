@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: kernelnic.kni contributors
-"""Compile a C probe against kmod/kni_abi.h with the host's gcc and compare every layout fact with ``_abi``.
+"""Compile a C probe against kmod/kni_abi.h with the host's gcc and compare every layout fact with ``_kni.abi``.
 
 This test fails, never skips, when the header or the compiler is missing: an unchecked ABI is a bug.
 """
@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils import _abi as abi
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni import abi
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HEADER = REPO_ROOT / "kmod" / "kni_abi.h"
@@ -165,5 +165,5 @@ def test_every_probe_ran(c_side: dict[str, str]) -> None:
 @pytest.mark.parametrize("key", sorted(python_side()))
 def test_c_and_python_agree(c_side: dict[str, str], key: str) -> None:
     assert c_side[key] == python_side()[key], (
-        f"{key}: kmod/kni_abi.h says {c_side[key]}, _abi says {python_side()[key]}"
+        f"{key}: kmod/kni_abi.h says {c_side[key]}, _kni.abi says {python_side()[key]}"
     )

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: kernelnic.kni contributors
-"""The kni role's static facts: the module_utils it installs for kni-pump are exactly what the pump imports, the
+"""The kni role's static facts: the module_utils packages it installs for kni-pump hold what the pump imports, the
 sizes behind its hugepage computation match the pump's, argument_specs documents every default as the modules do,
 and the service unit it renders keeps systemd's exposure score at 3.0 or lower. And the role itself, in check mode
 against this host: bad variables fail its first task, and a fresh host is predicted without facts gathered."""
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
 import subprocess
 import sys
@@ -18,11 +17,12 @@ from typing import Any, Dict, List, Set, Tuple
 
 import pytest
 import yaml
-from ansible_collections.kernelnic.kni.plugins.module_utils import _abi, _mbuf, _pump_daemon, _role_validate
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni import abi
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules import role_validate
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump import sizing
 from ansible_collections.kernelnic.kni.plugins.modules import kni_interface, kni_kmod
 
-from tests.collection_path import ensure_collection_path
-from tests.guest.ansible_runner import run_play
+from tests.ansible_play import ansible_env, run_play
 
 ROLE = Path(__file__).resolve().parents[2] / "roles" / "kni"
 MODULE_UTILS = ROLE.parents[1] / "plugins" / "module_utils"
@@ -34,8 +34,8 @@ def _yaml(path: Path) -> Dict[str, Any]:
 
 
 def _imports(name: str) -> Set[str]:
-    """The module_utils a module imports anywhere (function-level imports included)."""
-    tree = ast.parse((MODULE_UTILS / f"{name}.py").read_text(encoding="utf-8"))
+    """The module_utils a module (dotted below module_utils) imports anywhere (function-level imports included)."""
+    tree = ast.parse((MODULE_UTILS / f"{name.replace('.', '/')}.py").read_text(encoding="utf-8"))
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(PREFIX):
@@ -43,27 +43,32 @@ def _imports(name: str) -> Set[str]:
     return found
 
 
-def test_pump_library_is_the_closure_of_the_pump_imports() -> None:
-    wanted = {"_pump_cli"}
-    pending = ["_pump_cli"]
+def test_pump_library_packages_hold_the_closure_of_the_pump_imports() -> None:
+    wanted = {"_pump.cli"}
+    pending = ["_pump.cli"]
     while pending:
         for imported in _imports(pending.pop()):
             if imported not in wanted:
                 wanted.add(imported)
                 pending.append(imported)
-    installed = _yaml(ROLE / "vars" / "main.yml")["kni_pump_library_modules"]
-    assert sorted(installed) == sorted(wanted)
+    packages = _yaml(ROLE / "vars" / "main.yml")["kni_pump_library_packages"]
+    # The role copies these folders whole: every module the pump imports is in one, and each is needed.
+    assert sorted(packages) == sorted({name.split(".")[0] for name in wanted})
+    for name in wanted:
+        assert (MODULE_UTILS / f"{name.replace('.', '/')}.py").is_file(), name
+    for package in packages:
+        assert (MODULE_UTILS / package / "__init__.py").read_text(encoding="utf-8") == ""
 
 
 def test_hugepage_sizes_match_the_pump() -> None:
     role_vars = _yaml(ROLE / "vars" / "main.yml")
-    object_size = -(-(_abi.MBUF_SIZE + _mbuf.DEFAULT_DATA_ROOM) // _abi.CACHE_LINE_SIZE) * _abi.CACHE_LINE_SIZE
-    assert role_vars["kni_pump_mbuf_bytes"] == object_size
-    assert role_vars["kni_pump_fifo_zone_bytes"] == _abi.FIFO_AREA_SIZE + 64
+    object_size = -(-(abi.MBUF_SIZE + abi.DEFAULT_DATA_ROOM) // abi.CACHE_LINE_SIZE) * abi.CACHE_LINE_SIZE
+    assert role_vars["kni_pump_mbuf_bytes"] == object_size == sizing.MBUF_OBJECT_SIZE
+    assert role_vars["kni_pump_fifo_zone_bytes"] == abi.FIFO_AREA_SIZE + 64
 
 
 def test_pool_size_default_is_the_pumps() -> None:
-    assert _yaml(ROLE / "defaults" / "main.yml")["kni_pump_pool_size"] == _pump_daemon.DEFAULT_POOL_SIZE
+    assert _yaml(ROLE / "defaults" / "main.yml")["kni_pump_pool_size"] == sizing.DEFAULT_POOL_SIZE
 
 
 def test_argument_specs_cover_the_defaults() -> None:
@@ -143,7 +148,7 @@ def test_validation_task_checks_every_variable() -> None:
     validate = [task for task in tasks if "kernelnic.kni.kni_validate" in task]
     assert len(validate) == 1
     passed = validate[0]["kernelnic.kni.kni_validate"]["variables"]
-    assert sorted(passed) == sorted(options) == sorted(_role_validate.CHECKS)
+    assert sorted(passed) == sorted(options) == sorted(role_validate.CHECKS)
     for name, value in passed.items():
         assert value == "{{ " + name + " }}", name
     # Only reading comes before it, and it runs whatever --tags select.
@@ -162,16 +167,7 @@ def _run_role(tmp_path: Path, variables: Dict[str, Any]) -> Tuple[int, str, List
     play = {"hosts": "localhost", "gather_facts": False, "roles": [{"role": "kernelnic.kni.kni"}]}
     playbook = tmp_path / "play.yml"
     playbook.write_text(json.dumps([play]), encoding="utf-8")
-    env = dict(
-        os.environ,
-        ANSIBLE_COLLECTIONS_PATH=ensure_collection_path(importable=False),
-        ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
-        ANSIBLE_REMOTE_TEMP=str(tmp_path / "remote-tmp"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_RETRY_FILES_ENABLED="0",
-        ANSIBLE_DEPRECATION_WARNINGS="0",
-        PATH=f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin",
-    )
+    env = ansible_env(str(tmp_path))
     extra = json.dumps(dict(variables, ansible_python_interpreter=sys.executable))
     argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-c", "local", "-i", "localhost,", "--check"]
     done = subprocess.run(

@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._host import Host, HostPaths
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.host import Host, HostPaths
 
 RELEASE = "6.1.0-56-amd64"
 OTHER_RELEASE = "6.12.95+deb12-amd64"

@@ -13,8 +13,7 @@ import json
 import socket
 from typing import Any, Dict, List, Optional, Tuple
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import InterfaceConfig
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.control import (
     PROTOCOL_VERSION,
     ControlCalls,
     ControlError,
@@ -22,7 +21,8 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import
     ok_reply,
     parse_request,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_plan import CREATION_FIELDS, assign_macs
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.plan import CREATION_FIELDS, assign_macs
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import InterfaceConfig
 
 IFF_UP = 0x1
 IFF_BROADCAST = 0x2

@@ -8,23 +8,24 @@ import struct
 import threading
 from typing import Any, Callable, List, Optional, Tuple
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import (
     DEVICE_INFO,
     MBUF_DATA_OFF_OFFSET,
     MBUF_PKT_LEN_OFFSET,
     RequestId,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._device import DeviceConfig, KniDevice
-from ansible_collections.kernelnic.kni.plugins.module_utils._mbuf import MbufPool
-from ansible_collections.kernelnic.kni.plugins.module_utils._memory import anonymous_arena
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import SystemView, alloc_q_target
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_netlink import Job
-from ansible_collections.kernelnic.kni.plugins.module_utils._requests import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.device import DeviceConfig, KniDevice
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.mbuf import MbufPool
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.memory import anonymous_arena
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.request_protocol import (
     KniRequest,
     RequestCallbacks,
     decode_request,
     encode_request,
 )
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.daemon_core import SystemView
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.netlink import Job
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.sizing import alloc_q_target
 
 SEGMENT = 2 * 1024 * 1024
 

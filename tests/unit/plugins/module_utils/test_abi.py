@@ -7,7 +7,7 @@ from __future__ import annotations
 import errno
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils import _abi as abi
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni import abi
 
 
 def test_ioctl_numbers_match_x86_64_values() -> None:
@@ -93,6 +93,7 @@ def test_mbuf_layout() -> None:
         "pool",
         "next",
     )
+    assert names == abi.MBUF_HEAD_FIELDS  # what pack_mbuf_head names, checked against the offsets below
     sample = {name: 1 for name in names}
     sample["hash"] = b"\x01"
     offsets = _field_offsets(abi.MBUF_HEAD, names, sample)
@@ -161,3 +162,14 @@ def test_mbuf_header_tail_is_the_end_of_the_head() -> None:
     assert abi.MBUF_HEAD.format.endswith(abi.MBUF_HEADER_TAIL.format.lstrip("<"))
     assert abi.MBUF_DATA_LEN_OFFSET + 2 + abi.MBUF_HEADER_TAIL.size == abi.MBUF_NEXT_OFFSET + 8 == abi.MBUF_HEAD.size
     assert abi.MBUF_PKT_LEN_OFFSET + abi.MBUF_LENGTHS.size == abi.MBUF_DATA_LEN_OFFSET + 2
+
+
+def test_pack_mbuf_head_names_every_field() -> None:
+    named = bytearray(abi.MBUF_HEAD_SIZE)
+    abi.pack_mbuf_head(named, 0, buf_addr=0x1000, buf_iova=0x2000, data_off=128, refcnt=1, nb_segs=1, pkt_len=60)
+    positional = bytearray(abi.MBUF_HEAD_SIZE)
+    abi.MBUF_HEAD.pack_into(positional, 0, 0x1000, 0x2000, 128, 1, 1, 0, 0, 0, 60, 0, 0, b"", 0, 0, 0, 0)
+    assert named == positional
+    assert len(abi.MBUF_HEAD_FIELDS) == len(abi.MBUF_HEAD.unpack(positional))
+    with pytest.raises(TypeError, match="not mbuf head fields"):
+        abi.pack_mbuf_head(named, 0, length=1)

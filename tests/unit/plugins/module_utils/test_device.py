@@ -10,14 +10,14 @@ import struct
 from pathlib import Path
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import (
     DEVICE_INFO,
     MBUF_DATA_OFF_OFFSET,
     MBUF_PKT_LEN_OFFSET,
     IovaMode,
     RequestId,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._device import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.device import (
     DeviceConfig,
     KniControl,
     KniDevice,
@@ -26,14 +26,17 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._device import (
     pack_device_info,
     validate_name,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._mbuf import MbufPool
-from ansible_collections.kernelnic.kni.plugins.module_utils._memory import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.mbuf import MbufPool
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.memory import (
     Arena,
     PhysicalIova,
     anonymous_arena,
     buffer_address,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._requests import RequestCallbacks, encode_request
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.request_protocol import (
+    RequestCallbacks,
+    encode_request,
+)
 
 SEGMENT = 2 * 1024 * 1024
 

@@ -8,19 +8,21 @@ import re
 from pathlib import Path
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils._dkms import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.dkms import (
     DkmsFailure,
     DkmsRequest,
     StatusEntry,
     execute,
     kernel_states,
-    parse_sb_state,
     parse_status,
     plan,
+)
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.dkms_checks import (
+    parse_sb_state,
     secure_boot,
     signing_files,
-    target_kernels,
 )
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.kernels import target_kernels
 
 from tests.unit.plugins.kni_fakes import OTHER_RELEASE, RELEASE, FakeHost, FakeSystem
 

@@ -10,8 +10,8 @@ import threading
 import time
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils._abi import FIFO_AREA_SIZE, KniFifoError
-from ansible_collections.kernelnic.kni.plugins.module_utils._fifo import KniFifo, fifo_area_size
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import FIFO_AREA_SIZE, KniFifoError
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.fifo import KniFifo, fifo_area_size
 
 
 class KernelSide:

@@ -1,13 +1,13 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: kernelnic.kni contributors
-"""_kni_info and _netdev: what kni_info reports, on a fake root; the real ethtool ioctl on loopback."""
+"""_modules.info and _modules.netdev: what kni_info reports, on a fake root; the real ethtool ioctl on loopback."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._kni_info import gather
-from ansible_collections.kernelnic.kni.plugins.module_utils._netdev import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.info import gather
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.netdev import (
     DRVINFO,
     ethtool_driver,
     interface_info,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils._kmod import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.kmod import (
     KmodFailure,
     KmodRequest,
     execute,
@@ -16,7 +16,7 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._kmod import (
     read_files,
     read_module,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._kmod_params import validate
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.kmod_params import validate
 
 from tests.unit.plugins.kni_fakes import FakeHost, FakeSystem
 

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils._kmod_params import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.kmod_params import (
     DEFAULTS,
     PARAMETERS,
     ParameterError,

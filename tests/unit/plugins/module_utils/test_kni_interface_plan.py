@@ -5,16 +5,18 @@
 from __future__ import annotations
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils._kni_interface import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.interface import (
     NEW_LINK,
     LinuxState,
-    LinuxWanted,
-    normalize_address,
-    parse_options,
     plan_linux,
     predict_linux,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import ConfigError
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.interface_options import (
+    LinuxWanted,
+    normalize_address,
+    parse_options,
+)
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import ConfigError
 
 
 def test_top_level_options_make_one_interface() -> None:

@@ -11,13 +11,13 @@ import struct
 from typing import Callable, List, Tuple
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import (
     MBUF_NEXT_OFFSET,
     MBUF_SIZE,
     KniMbufError,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._mbuf import MAX_FREE_RUNS, MbufPool
-from ansible_collections.kernelnic.kni.plugins.module_utils._memory import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.mbuf import MAX_FREE_RUNS, MbufPool
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.memory import (
     Arena,
     PhysicalIova,
     anonymous_arena,

@@ -10,8 +10,8 @@ import struct
 from pathlib import Path
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils._abi import IovaMode, KniMemoryError
-from ansible_collections.kernelnic.kni.plugins.module_utils._memory import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import IovaMode, KniMemoryError
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.memory import (
     Arena,
     PagemapReader,
     PhysicalIova,

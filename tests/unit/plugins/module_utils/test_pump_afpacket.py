@@ -22,9 +22,9 @@ SCRIPT = textwrap.dedent(
     import json, os, select, socket, subprocess, sys, time
     sys.path.insert(0, os.path.join(sys.argv[1], "tests"))
     import conftest  # noqa: F401  (makes the collection importable)
-    from ansible_collections.kernelnic.kni.plugins.module_utils._memory import anonymous_arena
-    from ansible_collections.kernelnic.kni.plugins.module_utils._mbuf import MbufPool
-    from ansible_collections.kernelnic.kni.plugins.module_utils._pump_backends import AfPacketBackend, interface_mtu
+    from ansible_collections.kernelnic.kni.plugins.module_utils._kni.memory import anonymous_arena
+    from ansible_collections.kernelnic.kni.plugins.module_utils._kni.mbuf import MbufPool
+    from ansible_collections.kernelnic.kni.plugins.module_utils._pump.backends import AfPacketBackend, interface_mtu
 
     def ip(*args):
         subprocess.run(["ip", *args], check=True)
@@ -126,7 +126,7 @@ def test_mac_goes_to_the_unicast_filter_off_thread(veth_run: dict) -> None:
 
 
 def test_setsockopt_releasing_gil_reports_the_errno() -> None:
-    from ansible_collections.kernelnic.kni.plugins.module_utils._pump_afpacket import setsockopt_releasing_gil
+    from ansible_collections.kernelnic.kni.plugins.module_utils._pump.afpacket import setsockopt_releasing_gil
 
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as unix, pytest.raises(OSError) as raised:
         setsockopt_releasing_gil(unix.fileno(), 263, 1, b"\0" * 16)  # SOL_PACKET on a Unix socket

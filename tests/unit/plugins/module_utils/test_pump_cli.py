@@ -9,15 +9,15 @@ import socket
 from pathlib import Path
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_cli import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.cli import (
     initial_state,
     main,
     parse_run,
     parser,
     sd_notify,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import parse_interface
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_state import write_state
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import parse_interface
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.state import write_state
 
 
 def test_sd_notify_sends_one_datagram(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,7 +17,7 @@ import pytest
 from tests.collection_path import ensure_collection_path
 from tests.unit.plugins.hostile_pump import hostile_pump
 
-MODULE = "ansible_collections.kernelnic.kni.plugins.module_utils._pump_cli"
+MODULE = "ansible_collections.kernelnic.kni.plugins.module_utils._pump.cli"
 TIMEOUT = "0.5"
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import (
     MTU_LIMIT,
     Backend,
     ConfigError,

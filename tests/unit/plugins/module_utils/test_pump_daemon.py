@@ -15,26 +15,27 @@ from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils._abi import KniDeviceError, RequestId
-from ansible_collections.kernelnic.kni.plugins.module_utils._device import KniDevice
-from ansible_collections.kernelnic.kni.plugins.module_utils._mbuf import MbufPool
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_backends import NullBackend
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import ConfigError, mac_bytes, parse_interface
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_control import ControlClient, parse_request
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_daemon import (
-    ALLOC_Q_TARGET,
-    INGRESS_BURST,
-    INGRESS_IN_FLIGHT,
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import KniDeviceError, RequestId
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.device import KniDevice
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.mbuf import MbufPool
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.backends import NullBackend
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.control import ControlClient, parse_request
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.daemon import PumpDaemon, Settings
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.netlink import AddressEvent
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.pacing import (
     MAX_THROTTLED_SLEEP,
     THROTTLED_SHARE,
     THROTTLED_SLEEP,
-    PumpDaemon,
-    Settings,
+)
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import ConfigError, mac_bytes, parse_interface
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.sizing import (
+    ALLOC_Q_TARGET,
+    INGRESS_BURST,
+    INGRESS_IN_FLIGHT,
     alloc_q_target,
     ingress_in_flight,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_netlink import AddressEvent
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_state import read_state
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.state import read_state
 from pump_fakes import (
     FakeKni,
     FakeLinks,
@@ -133,7 +134,7 @@ def test_null_sinks(daemon) -> None:
 
 
 def test_null_source_fills_bursts(daemon) -> None:
-    from ansible_collections.kernelnic.kni.plugins.module_utils._pump_backends import NullBackend
+    from ansible_collections.kernelnic.kni.plugins.module_utils._pump.backends import NullBackend
 
     pump = daemon[0]
     port = pump.ports["kni1"]

@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import List, Optional, Tuple
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils._abi import MBUF_SIZE
-from ansible_collections.kernelnic.kni.plugins.module_utils._mbuf import MbufPool
-from ansible_collections.kernelnic.kni.plugins.module_utils._memory import anonymous_arena
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_afpacket import RxBurst
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_backends import AfPacketBackend, MbufFrames
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import MBUF_SIZE
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.frames import MbufFrames
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.mbuf import MbufPool
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.memory import anonymous_arena
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.afpacket import RxBurst
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.backends import AfPacketBackend
 
 FRAMES = [bytes([n]) * length for n, length in enumerate((60, 64, 61, 1514, 2048, 14, 0))]
 

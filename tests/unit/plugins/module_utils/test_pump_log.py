@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_log import PumpLog
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.log import PumpLog
 
 
 def test_lines_and_levels() -> None:

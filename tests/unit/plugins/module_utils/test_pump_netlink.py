@@ -8,7 +8,7 @@ import socket
 import struct
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_netlink import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.netlink import (
     IFA_ADDRESS,
     IFA_F_PERMANENT,
     IFA_FLAGS,

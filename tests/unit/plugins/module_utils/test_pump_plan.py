@@ -4,14 +4,14 @@
 
 from __future__ import annotations
 
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import parse_interface
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_plan import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.plan import (
     Action,
     assign_macs,
     by_name,
     plan,
     random_mac,
 )
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import parse_interface
 
 A = parse_interface({"name": "a", "backend": "null", "mac": "02:00:00:00:00:0a"})
 B = parse_interface({"name": "b", "backend": "loopback", "mac": "02:00:00:00:00:0b"})

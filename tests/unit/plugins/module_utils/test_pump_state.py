@@ -10,9 +10,9 @@ import stat
 from pathlib import Path
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils import _pump_state
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import parse_interface
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_state import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump import state as pump_state
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import parse_interface
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.state import (
     StateError,
     read_state,
     remove_stale_temporaries,
@@ -70,7 +70,7 @@ def test_failed_write_keeps_old_state(tmp_path: Path, monkeypatch: pytest.Monkey
     def no_space(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(_pump_state.os, "fsync", no_space)
+    monkeypatch.setattr(pump_state.os, "fsync", no_space)
     with pytest.raises(StateError, match="No space left"):
         write_state(str(tmp_path), [KNI0, KNI1], "new")
     monkeypatch.undo()
@@ -97,10 +97,10 @@ def test_stale_temporaries_are_removed(tmp_path: Path) -> None:
 
 
 def test_config_digest_is_sha256() -> None:
-    assert _pump_state.config_digest(b"{}\n") == hashlib.sha256(b"{}\n").hexdigest()
+    assert pump_state.config_digest(b"{}\n") == hashlib.sha256(b"{}\n").hexdigest()
 
 
 def test_state_file_is_private_and_no_temporary_is_left(tmp_path: Path) -> None:
-    _pump_state.write_state(str(tmp_path), [KNI0], None)
-    assert os.listdir(tmp_path) == [_pump_state.STATE_FILE]
-    assert stat.S_IMODE(os.stat(tmp_path / _pump_state.STATE_FILE).st_mode) == 0o600
+    pump_state.write_state(str(tmp_path), [KNI0], None)
+    assert os.listdir(tmp_path) == [pump_state.STATE_FILE]
+    assert stat.S_IMODE(os.stat(tmp_path / pump_state.STATE_FILE).st_mode) == 0o600

@@ -8,14 +8,14 @@ import errno
 import struct
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils._abi import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.abi import (
     FIFO_AREA_SIZE,
     REQUEST_RESULT_OFFSET,
     KniRequestError,
     RequestId,
 )
-from ansible_collections.kernelnic.kni.plugins.module_utils._fifo import KniFifo
-from ansible_collections.kernelnic.kni.plugins.module_utils._requests import (
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.fifo import KniFifo
+from ansible_collections.kernelnic.kni.plugins.module_utils._kni.request_protocol import (
     KniRequest,
     RequestCallbacks,
     RequestHandler,

@@ -9,7 +9,7 @@ from typing import Any, Dict, List
 
 import pytest
 import yaml
-from ansible_collections.kernelnic.kni.plugins.module_utils._role_validate import CHECKS, check_variables
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.role_validate import CHECKS, check_variables
 
 ROLE = Path(__file__).resolve().parents[4] / "roles" / "kni"
 # Defaults computed at run time (from the collection's files on the controller), with their usual values.

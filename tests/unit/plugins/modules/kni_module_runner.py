@@ -10,15 +10,17 @@ from typing import Any, Callable, Dict, Tuple
 import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
-from ansible_collections.kernelnic.kni.plugins.module_utils import _host, _kmod, _kni_info
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules import host as host_logic
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules import info as info_logic
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules import kmod as kmod_logic
 
 from tests.unit.plugins.kni_fakes import FakeSystem
 
 
 def use_fake_system(monkeypatch: pytest.MonkeyPatch, system: FakeSystem) -> None:
-    monkeypatch.setattr(_host, "DEFAULT_ROOT", str(system.root))
-    monkeypatch.setattr(_kmod, "ethtool_driver", system.driver_of)
-    monkeypatch.setattr(_kni_info, "ethtool_driver", system.driver_of)
+    monkeypatch.setattr(host_logic, "DEFAULT_ROOT", str(system.root))
+    monkeypatch.setattr(kmod_logic, "ethtool_driver", system.driver_of)
+    monkeypatch.setattr(info_logic, "ethtool_driver", system.driver_of)
 
     def run_command(module: Any, args: Any, **kwargs: Any) -> Tuple[int, str, str]:
         assert isinstance(args, list), "commands must be argument lists"

@@ -8,10 +8,15 @@ from __future__ import annotations
 from typing import Any, Dict, List
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils import _kni_interface_run, _pump_control
-from ansible_collections.kernelnic.kni.plugins.module_utils._kni_interface import HostFacts
-from ansible_collections.kernelnic.kni.plugins.module_utils._kni_linux import MISSING_PYROUTE2, LinuxError, LinuxLinks
-from ansible_collections.kernelnic.kni.plugins.module_utils._pump_config import Backend, InterfaceConfig
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules import interface_run
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.interface import HostFacts
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.interface_linux import (
+    MISSING_PYROUTE2,
+    LinuxError,
+    LinuxLinks,
+)
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump import control as pump_control
+from ansible_collections.kernelnic.kni.plugins.module_utils._pump.schema import Backend, InterfaceConfig
 from ansible_collections.kernelnic.kni.plugins.modules import kni_interface
 
 from tests.unit.plugins.hostile_pump import hostile_pump
@@ -30,9 +35,9 @@ class World:
         self.pump = FakePump(self.ipr)
         self.sockets: List[str] = []
         self.cpus = [0, 1]
-        monkeypatch.setattr(_kni_interface_run, "connect_pump", self._connect)
-        monkeypatch.setattr(_kni_interface_run, "LinuxLinks", lambda: LinuxLinks(lambda: self.ipr, self.ipr.driver_of))
-        monkeypatch.setattr(_kni_interface_run, "read_host_facts", self._facts)
+        monkeypatch.setattr(interface_run, "connect_pump", self._connect)
+        monkeypatch.setattr(interface_run, "LinuxLinks", lambda: LinuxLinks(lambda: self.ipr, self.ipr.driver_of))
+        monkeypatch.setattr(interface_run, "read_host_facts", self._facts)
 
     def _connect(self, path: str) -> FakePump:
         self.sockets.append(path)
@@ -325,7 +330,7 @@ def test_yaml_boolean_carrier_is_accepted(world: World, capsys: pytest.CaptureFi
 def test_misbehaving_pump_fails_naming_the_socket(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Any, behaviour: str, expected: str
 ) -> None:
-    monkeypatch.setattr(_pump_control, "DEFAULT_TIMEOUT", 0.5)
+    monkeypatch.setattr(pump_control, "DEFAULT_TIMEOUT", 0.5)
     path = str(tmp_path / "control.sock")
     with hostile_pump(path, behaviour) as server:
         result = run_module(kni_interface.main, capsys, {"name": "kni0", "backend": "null", "socket": path})

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from typing import Any, Dict, List
 
 import pytest
-from ansible_collections.kernelnic.kni.plugins.module_utils import _kni_interface_run
-from ansible_collections.kernelnic.kni.plugins.module_utils._kni_linux import LinuxLinks
-from ansible_collections.kernelnic.kni.plugins.module_utils._netdev import ethtool_driver
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules import interface_run
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.interface_linux import LinuxLinks
+from ansible_collections.kernelnic.kni.plugins.module_utils._modules.netdev import ethtool_driver
 from ansible_collections.kernelnic.kni.plugins.modules import kni_interface
 
 from tests.unit.plugins.modules.kni_module_runner import run_module
@@ -98,7 +98,7 @@ def _kv0_as_kni(name: str) -> Any:
 
 @pytest.fixture
 def netns(real_drivers: Namespace, monkeypatch: pytest.MonkeyPatch) -> Namespace:
-    monkeypatch.setattr(_kni_interface_run, "LinuxLinks", lambda: LinuxLinks(driver_of=_kv0_as_kni))
+    monkeypatch.setattr(interface_run, "LinuxLinks", lambda: LinuxLinks(driver_of=_kv0_as_kni))
     return real_drivers
 
 
