@@ -29,7 +29,6 @@ import contextlib
 import importlib
 import multiprocessing
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -37,7 +36,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from typing import Dict, List, Optional, Tuple
+from types import ModuleType
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+
+if TYPE_CHECKING:
+    from tests.guest.dpdk_apps import TestPmd
+    from tests.vmharness.matrix import Kernel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -48,6 +52,7 @@ SIZES = (64, 1500)
 INGRESS_SRC, INGRESS_DST = "198.18.0.1", "198.18.0.2"
 IFACE_MAC = "02:00:00:88:00:01"
 VIRTIO_IFACE = "vbench0"
+PUMP_IP, PUMP_PEER_IP = "10.88.0.1", "10.88.0.2"  # pump_lab.KniSide's addresses
 HUGEPAGES = 256
 # testpmd's txonly sends UDP from INGRESS_SRC:40000 to INGRESS_DST at bench_pump's port (its receiver's).
 TX_ADDRESSES = (f"--tx-ip={INGRESS_SRC},{INGRESS_DST}", "--tx-udp=40000,9999")
@@ -56,18 +61,19 @@ UPSTREAM_FILES = {
     "lib/kni": ("rte_kni_common.h",),
     "config": ("rte_config.h",),
 }
-# Our own build glue for the baseline: DPDK's meson passes the same flags to its Kbuild.
+# Our own build glue for the baseline: DPDK's meson passes its Kbuild the same flags (and HAVE_ARG_TX_QUEUE, which
+# only SUSE kernels need).
 UPSTREAM_KBUILD = """obj-m := rte_kni.o
 rte_kni-y := kni_misc.o kni_net.o
-ccflags-y := -include $(src)/rte_config.h -I$(src) {extra}
+ccflags-y := -include $(src)/rte_config.h -I$(src)
 """
 
 
 # --- on the host ----------------------------------------------------------------------------------------------------
 
 
-def stage_upstream_module(directory: str, kernel: object) -> None:
-    """A Kbuild tree of DPDK 22.11's KNI module from the set-up's source package, for ``kernel``."""
+def stage_upstream_module(directory: str) -> None:
+    """A Kbuild tree of DPDK 22.11's KNI module from the set-up's source package."""
     from tests.vmharness import dpdk
 
     record = dpdk.load()
@@ -75,16 +81,8 @@ def stage_upstream_module(directory: str, kernel: object) -> None:
         for name in names:
             shutil.copy2(os.path.join(record.source, subdir, name), directory)
     shutil.copy2(os.path.join(record.prefix, "include", "rte_build_config.h"), directory)
-    headers = getattr(kernel, "chroot_dir", "") or ""
-    netdevice = os.path.join(headers, f"usr/src/linux-headers-{kernel.release}/include/linux/netdevice.h")  # type: ignore[attr-defined]
-    if not headers:
-        netdevice = f"/lib/modules/{kernel.release}/build/include/linux/netdevice.h"  # type: ignore[attr-defined]
-    extra = ""
-    with contextlib.suppress(OSError), open(os.path.realpath(netdevice), encoding="utf-8") as handle:
-        if re.search(r"ndo_tx_timeout\)\s*\([^)]*txqueue", handle.read()):
-            extra = "-DHAVE_ARG_TX_QUEUE"
     with open(os.path.join(directory, "Kbuild"), "w", encoding="ascii") as handle:
-        handle.write(UPSTREAM_KBUILD.format(extra=extra))
+        handle.write(UPSTREAM_KBUILD)
 
 
 def first_error(log: str) -> str:
@@ -94,17 +92,17 @@ def first_error(log: str) -> str:
     return log.strip().splitlines()[-1] if log.strip() else "no output"
 
 
-def build_modules(kernel: object, output: str) -> Tuple[str, str]:
+def build_modules(kernel: Kernel, output: str) -> Tuple[str, str]:
     """(path of our module, path of upstream's or "n/a: <why>") for ``kernel``."""
     from tests.vmharness import kbuild
 
-    ours = kbuild.build_module(kernel, os.path.join(REPO, "kmod"), os.path.join(output, "ours"))[0]  # type: ignore[arg-type]
+    ours = kbuild.build_module(kernel, os.path.join(REPO, "kmod"), os.path.join(output, "ours"))[0]
     staging = tempfile.mkdtemp(prefix="kni-upstream-")
     try:
-        stage_upstream_module(staging, kernel)
-        upstream = kbuild.build_module(kernel, staging, os.path.join(output, "upstream"), werror=False)[0]  # type: ignore[arg-type]
+        stage_upstream_module(staging)
+        upstream = kbuild.build_module(kernel, staging, os.path.join(output, "upstream"), werror=False)[0]
     except kbuild.BuildError as exc:
-        upstream = f"n/a: does not build on {kernel.release}: {first_error(str(exc))}"  # type: ignore[attr-defined]
+        upstream = f"n/a: does not build on {kernel.release}: {first_error(str(exc))}"
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ours, upstream
@@ -186,36 +184,43 @@ def wait_link(name: str, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-def measure_ingress(app: object, size: int, seconds: float, bench: object) -> float:
-    """Datagrams/s delivered to a UDP socket while testpmd's txonly sends ``size``-byte frames (after a warm-up)."""
-    app.cmd(f"set txpkts {size}")  # type: ignore[attr-defined]
-    app.cmd("set fwd txonly")  # type: ignore[attr-defined]
-    app.cmd("start")  # type: ignore[attr-defined]
+def datagrams_per_second(address: str, seconds: float, lab: ModuleType) -> float:
+    """Datagrams/s a UDP app in another process receives on ``address`` over ``seconds`` (after a warm-up)."""
     time.sleep(0.5)
     ready = multiprocessing.Event()
     result: multiprocessing.Queue = multiprocessing.Queue()
-    receiver = multiprocessing.Process(target=bench.udp_receiver, args=(INGRESS_DST, seconds, ready, result))  # type: ignore[attr-defined]
+    receiver = multiprocessing.Process(target=lab.udp_receiver, args=(address, seconds, ready, result))
     receiver.start()
     received, _cpu = result.get(timeout=seconds + 60)
     receiver.join()
-    app.cmd("stop")  # type: ignore[attr-defined]
     return received / seconds
 
 
-def measure_egress(app: object, variant: Variant, size: int, seconds: float, bench: object) -> Tuple[float, float]:
+def measure_ingress(app: TestPmd, size: int, seconds: float, lab: ModuleType) -> float:
+    """Datagrams/s delivered to a UDP socket while testpmd's txonly sends ``size``-byte frames."""
+    app.cmd(f"set txpkts {size}")
+    app.cmd("set fwd txonly")
+    app.cmd("start")
+    try:
+        return datagrams_per_second(INGRESS_DST, seconds, lab)
+    finally:
+        app.cmd("stop")
+
+
+def measure_egress(app: TestPmd, variant: Variant, size: int, seconds: float, lab: ModuleType) -> Tuple[float, float]:
     """(frames/s testpmd's rxonly received, frames/s the interface dropped) while pktgen transmits."""
-    app.cmd("set fwd rxonly")  # type: ignore[attr-defined]
-    app.cmd("clear port stats all")  # type: ignore[attr-defined]
-    app.cmd("start")  # type: ignore[attr-defined]
+    app.cmd("set fwd rxonly")
+    app.cmd("clear port stats all")
+    app.cmd("start")
     dropped_before = counter(variant.iface, "tx_dropped")
-    bench.pktgen_send(variant.iface, size, seconds)  # type: ignore[attr-defined]
+    lab.pktgen_send(variant.iface, size, seconds)
     time.sleep(0.3)
-    app.cmd("stop")  # type: ignore[attr-defined]
-    received = app.port_stats(0)["RX-packets"]  # type: ignore[attr-defined]
+    app.cmd("stop")
+    received = app.port_stats(0)["RX-packets"]
     return received / seconds, (counter(variant.iface, "tx_dropped") - dropped_before) / seconds
 
 
-def run_variant(variant: Variant, seconds: float, bench: object) -> Dict[str, float]:
+def run_variant(variant: Variant, seconds: float, lab: ModuleType) -> Dict[str, float]:
     from tests.guest.dpdk_apps import TestPmd, remove_hugepage_files
 
     figures: Dict[str, float] = {}
@@ -227,10 +232,8 @@ def run_variant(variant: Variant, seconds: float, bench: object) -> Dict[str, fl
             sh(f"ip addr add {INGRESS_DST}/24 dev {variant.iface} && ip link set {variant.iface} up")
             app.cmd(f"set eth-peer 0 {address_of(variant.iface)}")
             for size in SIZES:
-                figures[f"ingress {size}"] = measure_ingress(app, size, seconds, bench)
-                figures[f"egress {size}"], figures[f"dropped {size}"] = measure_egress(
-                    app, variant, size, seconds, bench
-                )
+                figures[f"ingress {size}"] = measure_ingress(app, size, seconds, lab)
+                figures[f"egress {size}"], figures[f"dropped {size}"] = measure_egress(app, variant, size, seconds, lab)
             app.quit()
         finally:
             if app.process.poll() is None:
@@ -239,16 +242,37 @@ def run_variant(variant: Variant, seconds: float, bench: object) -> Dict[str, fl
     return figures
 
 
-def run_pump(module: str, seconds: float, bench: object) -> Dict[str, float]:
+def pump_ingress(size: int, seconds: float, lab: ModuleType) -> float:
+    """Datagrams/s delivered to a UDP socket while kni-pump's null backend feeds ``size``-byte frames."""
+    frame = lab.udp_frame(size, lab.KNI_MAC, PUMP_PEER_IP, PUMP_IP)
+    side = lab.KniSide(frame)
+    try:
+        return datagrams_per_second(PUMP_IP, seconds, lab)
+    finally:
+        side.stop()
+
+
+def pump_egress(size: int, seconds: float, lab: ModuleType) -> Tuple[float, float]:
+    """(frames/s kni-pump's null backend drained, frames/s the interface dropped) while pktgen transmits."""
+    side = lab.KniSide()
+    try:
+        dropped_before = counter(lab.KNI_NAME, "tx_dropped")
+        lab.pktgen_send(lab.KNI_NAME, size, seconds)
+        dropped = counter(lab.KNI_NAME, "tx_dropped") - dropped_before
+        time.sleep(0.3)
+    finally:
+        counters = side.stop()
+    return counters["egress_packets"] / seconds, dropped / seconds
+
+
+def run_pump(module: str, seconds: float, lab: ModuleType) -> Dict[str, float]:
     """kni-pump (null backend) on our module: the same two figures with the Python userspace."""
     figures: Dict[str, float] = {}
     sh(f"insmod {module}")
     try:
-        use_pktgen = bench.pktgen_available()  # type: ignore[attr-defined]
         for size in SIZES:
-            figures[f"ingress {size}"] = bench.ingress_rate(bench.KniSide, size).rate  # type: ignore[attr-defined]
-            egress = bench.egress_rate(bench.KniSide, bench.KNI_NAME, size, use_pktgen)  # type: ignore[attr-defined]
-            figures[f"egress {size}"], figures[f"dropped {size}"] = egress
+            figures[f"ingress {size}"] = pump_ingress(size, seconds, lab)
+            figures[f"egress {size}"], figures[f"dropped {size}"] = pump_egress(size, seconds, lab)
     finally:
         sh("rmmod rte_kni")
     return figures
@@ -282,9 +306,8 @@ def print_table(rows: Dict[str, Dict[str, List[float]]], notes: Dict[str, str], 
 
 
 def guest_main(args: argparse.Namespace) -> int:
-    os.environ.setdefault("KNI_BENCH_SECONDS", str(args.seconds))  # read by bench_pump when imported
-    bench = importlib.import_module("bench_pump")
-    bench.prepare_guest()  # type: ignore[attr-defined]
+    lab = importlib.import_module("pump_lab")
+    lab.prepare_guest()
     with open("/proc/sys/vm/nr_hugepages", "w", encoding="ascii") as handle:
         handle.write(str(HUGEPAGES))
     variants = [
@@ -304,11 +327,11 @@ def guest_main(args: argparse.Namespace) -> int:
     for round_index in range(args.rounds):
         order = measured[round_index % len(measured) :] + measured[: round_index % len(measured)]
         for variant in order:
-            for column, value in run_variant(variant, args.seconds, bench).items():
+            for column, value in run_variant(variant, args.seconds, lab).items():
                 rows[variant.label].setdefault(column, []).append(value)
     pump_label = "kni-pump (null backend) on (a)"
     rows[pump_label] = {}
-    for column, value in run_pump(args.ours, args.seconds, bench).items():
+    for column, value in run_pump(args.ours, args.seconds, lab).items():
         rows[pump_label].setdefault(column, []).append(value)
     release = os.uname().release
     print(

@@ -48,15 +48,15 @@ from ansible_collections.kernelnic.kni.plugins.module_utils._pump.pacing import 
     WARM_IDLE,
 )
 from pump_lab import (  # after the path: it also sets up the collection's import path
-    BURST,
     KNI_MAC,
     KNI_NAME,
-    PEER_MAC,
     REPO,
     TAP_NAME,
     UDP_PORT,
     KniSide,
     TapSide,
+    pktgen_available,
+    pktgen_send,
     prepare_guest,
     udp_frame,
     udp_receiver,
@@ -84,54 +84,6 @@ def udp_sender(destination: str, size: int, seconds: float, result: multiprocess
                 except OSError:
                     pass
     result.put(sent)
-
-
-PKTGEN = "/proc/net/pktgen/"
-
-
-def pktgen_available() -> bool:
-    return subprocess.run(["modprobe", "pktgen"], check=False, capture_output=True).returncode == 0 and (
-        os.path.exists(PKTGEN + "pgctrl")
-    )
-
-
-def pktgen_write(path: str, line: str) -> None:
-    with open(PKTGEN + path, "w", encoding="ascii") as handle:
-        handle.write(line + "\n")
-
-
-def pktgen_send(device: str, size: int, seconds: float) -> int:
-    """pktgen on one CPU transmits ``size``-byte UDP frames (no FCS) through ``device`` for ``seconds``; returns how
-    many it handed to the driver. It reuses one skb (``clone_skb``) and takes the tx lock once per ``BURST`` frames
-    where the device allows it (devices that do not queue the skb itself; TAP does), which makes it fast enough that
-    the pump, not the sender, sets the rate.
-    """
-    thread = "kpktgend_0"
-    pktgen_write(thread, "rem_device_all")
-    pktgen_write(thread, f"add_device {device}")
-    for line in ("count 0", f"pkt_size {size}", "delay 0", "dst 10.88.0.2", f"dst_mac {PEER_MAC}"):
-        pktgen_write(device, line)
-    try:
-        pktgen_write(device, "clone_skb 1000")
-        pktgen_write(device, f"burst {BURST}")  # one tx lock per burst: allowed where clone_skb is
-    except OSError:
-        pktgen_write(device, "clone_skb 0")
-    runner = multiprocessing.Process(target=pktgen_write, args=("pgctrl", "start"))  # blocks until stopped
-    runner.start()
-    time.sleep(seconds)
-    pktgen_write("pgctrl", "stop")
-    runner.join(30)
-    with open(PKTGEN + device, encoding="ascii") as handle:
-        result = handle.read()
-    pktgen_write(thread, "rem_device_all")  # asynchronous: wait until the thread let go of the device
-    deadline = time.monotonic() + 30
-    while os.path.exists(PKTGEN + device) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for line in result.splitlines():
-        words = line.replace(":", " ").split()
-        if "pkts-sofar" in words:
-            return int(words[words.index("pkts-sofar") + 1])
-    raise RuntimeError(f"no pkts-sofar in the pktgen result: {result}")
 
 
 # --- the pump over KNI --------------------------------------------------------------------------------------------

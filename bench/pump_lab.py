@@ -238,3 +238,51 @@ def prepare_guest() -> None:
         os.makedirs("/dev/net", exist_ok=True)
         os.mknod("/dev/net/tun", 0o600 | 0o020000, os.makedev(10, 200))
     multiprocessing.set_start_method("fork")
+
+
+PKTGEN = "/proc/net/pktgen/"
+
+
+def pktgen_available() -> bool:
+    return subprocess.run(["modprobe", "pktgen"], check=False, capture_output=True).returncode == 0 and (
+        os.path.exists(PKTGEN + "pgctrl")
+    )
+
+
+def pktgen_write(path: str, line: str) -> None:
+    with open(PKTGEN + path, "w", encoding="ascii") as handle:
+        handle.write(line + "\n")
+
+
+def pktgen_send(device: str, size: int, seconds: float) -> int:
+    """pktgen on one CPU transmits ``size``-byte UDP frames (no FCS) through ``device`` for ``seconds``; returns how
+    many it handed to the driver. It reuses one skb (``clone_skb``) and takes the tx lock once per ``BURST`` frames
+    where the device allows it (devices that do not queue the skb itself; TAP does), which makes it fast enough that
+    the pump, not the sender, sets the rate.
+    """
+    thread = "kpktgend_0"
+    pktgen_write(thread, "rem_device_all")
+    pktgen_write(thread, f"add_device {device}")
+    for line in ("count 0", f"pkt_size {size}", "delay 0", "dst 10.88.0.2", f"dst_mac {PEER_MAC}"):
+        pktgen_write(device, line)
+    try:
+        pktgen_write(device, "clone_skb 1000")
+        pktgen_write(device, f"burst {BURST}")  # one tx lock per burst: allowed where clone_skb is
+    except OSError:
+        pktgen_write(device, "clone_skb 0")
+    runner = multiprocessing.Process(target=pktgen_write, args=("pgctrl", "start"))  # blocks until stopped
+    runner.start()
+    time.sleep(seconds)
+    pktgen_write("pgctrl", "stop")
+    runner.join(30)
+    with open(PKTGEN + device, encoding="ascii") as handle:
+        result = handle.read()
+    pktgen_write(thread, "rem_device_all")  # asynchronous: wait until the thread let go of the device
+    deadline = time.monotonic() + 30
+    while os.path.exists(PKTGEN + device) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for line in result.splitlines():
+        words = line.replace(":", " ").split()
+        if "pkts-sofar" in words:
+            return int(words[words.index("pkts-sofar") + 1])
+    raise RuntimeError(f"no pkts-sofar in the pktgen result: {result}")
