@@ -308,6 +308,9 @@ def print_table(rows: Dict[str, Dict[str, List[float]]], notes: Dict[str, str], 
 def guest_main(args: argparse.Namespace) -> int:
     lab = importlib.import_module("pump_lab")
     lab.prepare_guest()
+    if not lab.pktgen_available():  # loads it
+        print("pktgen is not available in this kernel: the egress figures need it", file=sys.stderr)
+        return 2
     with open("/proc/sys/vm/nr_hugepages", "w", encoding="ascii") as handle:
         handle.write(str(HUGEPAGES))
     variants = [
