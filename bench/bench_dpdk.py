@@ -92,11 +92,11 @@ def first_error(log: str) -> str:
     return log.strip().splitlines()[-1] if log.strip() else "no output"
 
 
-def build_modules(kernel: Kernel, output: str) -> Tuple[str, str]:
+def build_modules(kernel: Kernel, output: str, ours_source: str) -> Tuple[str, str]:
     """(path of our module, path of upstream's or "n/a: <why>") for ``kernel``."""
     from tests.vmharness import kbuild
 
-    ours = kbuild.build_module(kernel, os.path.join(REPO, "kmod"), os.path.join(output, "ours"))[0]
+    ours = kbuild.build_module(kernel, ours_source, os.path.join(output, "ours"))[0]
     staging = tempfile.mkdtemp(prefix="kni-upstream-")
     try:
         stage_upstream_module(staging)
@@ -117,7 +117,7 @@ def host_main(args: argparse.Namespace) -> int:
         output = tempfile.mkdtemp(prefix=f"kni-bench-dpdk-{name}-", dir="/var/tmp")
         os.chmod(output, 0o755)
         try:
-            ours, upstream = build_modules(kernel, output)
+            ours, upstream = build_modules(kernel, output, args.kmod)
             for path in (ours, upstream):
                 if os.path.exists(path):
                     os.chmod(path, 0o644)
@@ -355,6 +355,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     sub = parser.add_subparsers(dest="where")
     host = sub.add_parser("host", help="build the modules and boot one guest per kernel (the default)")
     host.add_argument("--kernel", action="append", help="a matrix kernel (repeatable; default 6.1 and 7.x)")
+    host.add_argument("--kmod", default=os.path.join(REPO, "kmod"), help="build (a) from this tree (before/after)")
     inside = sub.add_parser("guest", help="run in a guest with the modules built")
     inside.add_argument("--ours", required=True)
     inside.add_argument("--upstream", required=True)
@@ -365,7 +366,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.where == "guest":
         return guest_main(args)
     if args.where is None:
-        args.kernel = None
+        args.kernel, args.kmod = None, os.path.join(REPO, "kmod")
     return host_main(args)
 
 
