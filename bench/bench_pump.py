@@ -32,6 +32,7 @@ bench/bench_pump.py /path/to/rte_kni.ko'``. It prints figures and asserts nothin
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
 import signal
@@ -43,11 +44,12 @@ import time
 from typing import Callable, List, NamedTuple, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+importlib.import_module("pump_lab")  # first: it sets up the collection's import path
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump.netlink import RtnlClient
 from ansible_collections.kernelnic.kni.plugins.module_utils._pump.pacing import (
     WARM_IDLE,
 )
-from pump_lab import (  # after the path: it also sets up the collection's import path
+from pump_lab import (
     KNI_MAC,
     KNI_NAME,
     REPO,
