@@ -11,34 +11,23 @@
 
 #include "kni_dev.h"
 
-static char *lo_mode;
-module_param(lo_mode, charp, 0644);
-MODULE_PARM_DESC(lo_mode,
+/* A string parameter, parsed at load: its variable, sysfs mode and description. */
+#define KNI_STRING_PARAM(name, mode, desc)	\
+	static char *name;			\
+	module_param(name, charp, mode);	\
+	MODULE_PARM_DESC(name, desc)
+
+KNI_STRING_PARAM(lo_mode, 0644,
 		 "Loopback mode (default=lo_mode_none): lo_mode_none, lo_mode_fifo, lo_mode_fifo_skb");
-
-static char *kthread_mode;
-module_param(kthread_mode, charp, 0644);
-MODULE_PARM_DESC(kthread_mode,
+KNI_STRING_PARAM(kthread_mode, 0644,
 		 "Kernel thread mode (default=single): single (one kni_single thread per netns), multiple (one kni_<ifname> thread per interface)");
-
-static char *carrier;
-module_param(carrier, charp, 0644);
-MODULE_PARM_DESC(carrier,
+KNI_STRING_PARAM(carrier, 0644,
 		 "Carrier state when an interface is brought up (default=off): off, on");
-
-static char *enable_bifurcated;
-module_param(enable_bifurcated, charp, 0644);
-MODULE_PARM_DESC(enable_bifurcated,
+KNI_STRING_PARAM(enable_bifurcated, 0644,
 		 "Release RTNL while waiting for userspace and take interfaces down asynchronously (default=disabled): on");
-
-static char *strict;
-module_param(strict, charp, 0444);
-MODULE_PARM_DESC(strict,
+KNI_STRING_PARAM(strict, 0444,
 		 "Strict memory registration (default=auto): auto (devices created after RTE_KNI_IOCTL_REGISTER_MEM are strict), required (CREATE fails with EPERM without registered memory)");
-
-static char *multi_open;
-module_param(multi_open, charp, 0444);
-MODULE_PARM_DESC(multi_open,
+KNI_STRING_PARAM(multi_open, 0444,
 		 "Openers of /dev/kni per network namespace (default=off): off (one, a second open gets EBUSY, as upstream), on (several, each owning the interfaces it created)");
 
 enum kni_lo_mode kni_lo_mode = KNI_LO_NONE;

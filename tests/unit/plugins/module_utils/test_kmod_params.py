@@ -96,7 +96,7 @@ def test_table_matches_kmod_sources() -> None:
     """Names, choices and interval defaults agree with kmod/kni_params.c."""
     source = (KMOD / "kni_params.c").read_text()
     for parameter in PARAMETERS:
-        assert re.search(rf"module_param(_cb)?\({parameter.name},", source), parameter.name
+        assert re.search(rf"(module_param(_cb)?|KNI_STRING_PARAM)\({parameter.name},", source), parameter.name
         for choice in parameter.choices:
             if parameter.not_passed == choice:
                 continue
