@@ -349,25 +349,21 @@ def guest_main(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=3.0)
+    timing = argparse.ArgumentParser(add_help=False)
+    timing.add_argument("--rounds", type=int, default=2)
+    timing.add_argument("--seconds", type=float, default=3.0)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], parents=[timing])
+    # Without a subcommand the host side runs with its defaults.
+    parser.set_defaults(kernel=None, kmod=os.path.join(REPO, "kmod"))
     sub = parser.add_subparsers(dest="where")
-    host = sub.add_parser("host", help="build the modules and boot one guest per kernel (the default)")
+    host = sub.add_parser("host", parents=[timing], help="build the modules, boot one guest per kernel (the default)")
     host.add_argument("--kernel", action="append", help="a matrix kernel (repeatable; default 6.1 and 7.x)")
     host.add_argument("--kmod", default=os.path.join(REPO, "kmod"), help="build (a) from this tree (before/after)")
-    inside = sub.add_parser("guest", help="run in a guest with the modules built")
+    inside = sub.add_parser("guest", parents=[timing], help="run in a guest with the modules built")
     inside.add_argument("--ours", required=True)
     inside.add_argument("--upstream", required=True)
-    for sub_parser in (host, inside):
-        sub_parser.add_argument("--rounds", type=int, default=2)
-        sub_parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args(argv)
-    if args.where == "guest":
-        return guest_main(args)
-    if args.where is None:
-        args.kernel, args.kmod = None, os.path.join(REPO, "kmod")
-    return host_main(args)
+    return guest_main(args) if args.where == "guest" else host_main(args)
 
 
 if __name__ == "__main__":
